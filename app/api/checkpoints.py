@@ -1,0 +1,67 @@
+"""Checkpoints: save from a session, list per user, read, download, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Response
+
+from app.api.deps import Cursor, FleetDep, Limit, UserId, live_session
+from app.metrics import CHECKPOINTS
+from app.schemas.common import ListOf
+from app.schemas.resources import Checkpoint, CheckpointCreate
+from app.services import checkpoints
+
+router = APIRouter(tags=["checkpoints"])
+
+
+@router.post("/v1/sessions/{session_id}/checkpoints", status_code=201,
+             response_model=Checkpoint)
+async def create_checkpoint(
+    fleet: FleetDep, session_id: str,
+    body: Annotated[CheckpointCreate | None, Body()] = None,
+) -> Checkpoint:
+    """Run the save signature and keep the file under the user's key prefix."""
+    live = await live_session(fleet, session_id)
+    label = body.label if body else None
+    row = await asyncio.wrap_future(
+        live.strand.submit(checkpoints.save, fleet, live, kind="manual", label=label))
+    CHECKPOINTS.labels("manual").inc()
+    return Checkpoint.model_validate(row)
+
+
+@router.get("/v1/users/{user_id}/checkpoints", response_model=ListOf[Checkpoint])
+def list_checkpoints(
+    fleet: FleetDep, user_id: UserId, limit: Limit = 50, cursor: Cursor = None,
+    model_id: Annotated[str | None, Query()] = None,
+    session_id: Annotated[str | None, Query()] = None,
+) -> ListOf[Checkpoint]:
+    """The user's checkpoints, newest first."""
+    page = checkpoints.get_all(fleet, user_id=user_id, model_id=model_id,
+                               session_id=session_id, limit=limit, cursor=cursor)
+    return ListOf[Checkpoint](items=[Checkpoint.model_validate(r) for r in page.items],
+                              next_cursor=page.next_cursor)
+
+
+@router.get("/v1/checkpoints/{checkpoint_id}", response_model=Checkpoint)
+def get_checkpoint(fleet: FleetDep, checkpoint_id: str) -> Checkpoint:
+    """One checkpoint."""
+    return Checkpoint.model_validate(checkpoints.get(fleet, checkpoint_id=checkpoint_id))
+
+
+@router.get("/v1/checkpoints/{checkpoint_id}/file", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+def download_checkpoint(fleet: FleetDep, checkpoint_id: str) -> Response:
+    """The checkpoint file, restorable by the model's restore signature in any interpreter."""
+    row = checkpoints.get(fleet, checkpoint_id=checkpoint_id)
+    return Response(checkpoints.read_file(fleet, row=row), media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{row.id}.ckpt"',
+                             "ETag": f'"{row.sha256}"'})
+
+
+@router.delete("/v1/checkpoints/{checkpoint_id}", status_code=204, response_class=Response)
+def delete_checkpoint(fleet: FleetDep, checkpoint_id: str) -> Response:
+    """Delete a checkpoint (409 while it holds a session's current weights)."""
+    checkpoints.delete(fleet, checkpoint_id=checkpoint_id)
+    return Response(status_code=204)

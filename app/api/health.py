@@ -1,0 +1,48 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.api.deps import FleetDep
+from app.api.problems import json_response, problem
+from app.metrics import LIVE_SESSIONS
+
+router = APIRouter(tags=["health"])
+PING_TIMEOUT = 5.0
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """200 while the process serves."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "A dependency is down"}})
+async def readyz(fleet: FleetDep) -> Response:
+    """200 when the database and the blob store answer, else 503 naming the one that does not."""
+    checks = {"database": fleet.db.ping, "store": fleet.store.ping}
+    results: dict[str, str] = {}
+    for name, ping in checks.items():
+        try:
+            await asyncio.wait_for(asyncio.to_thread(ping), PING_TIMEOUT)
+            results[name] = "ok"
+        except TimeoutError:
+            results[name] = f"no answer within {PING_TIMEOUT:g} s"
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            results[name] = getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}"
+    down = [n for n, r in results.items() if r != "ok"]
+    if down:
+        return problem(503, f"not ready: {', '.join(down)} unavailable",
+                       type_slug="not-ready", checks=results)
+    return json_response({"status": "ready", "checks": results})
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(fleet: FleetDep) -> Response:
+    """Prometheus text format."""
+    LIVE_SESSIONS.set(len(fleet.pool))
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,66 @@
+"""All settings in one place, read from FLEETLITE_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service configuration, validated once at start."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEETLITE_", env_file=None, extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./var/fleetlite.db",
+        description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db",
+    )
+    store_url: str = Field(
+        "./var/store",
+        description="Blob store: a local directory (path or file:// URL) or s3://bucket[/prefix]",
+    )
+    s3_endpoint: str | None = Field(None, description="S3 endpoint URL (MinIO, moto)")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    work_dir: str = Field("./var/tmp", description="Scratch directory for checkpoint files")
+    max_model_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest .tflite upload")
+    max_request_bytes: int = Field(
+        32 * 1024 * 1024, gt=0, description="Largest JSON or binary tensor request body"
+    )
+    autosave_seconds: float = Field(
+        30.0, gt=0, description="Checkpoint sessions with unsaved steps this often"
+    )
+    keep_autosaves: int = Field(3, ge=1, description="Autosaves kept per session (older pruned)")
+    flush_seconds: float = Field(2.0, gt=0, description="Write step counters to the DB this often")
+    interpreter_threads: int = Field(1, ge=1, description="Threads inside each interpreter")
+    runtime_threads: int = Field(
+        0, ge=0, description="Threads that run interpreter calls (0: 2 x CPU cores, at least 4)"
+    )
+    validate_timeout_seconds: float = Field(
+        60.0, gt=0, description="Time allowed for the smoke run of an uploaded model"
+    )
+    log_level: str = "info"
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_scheme(cls, v: str) -> str:
+        if "://" in v and not v.startswith(("file://", "s3://")):
+            raise ValueError("store_url must be a path, file:// or s3://")
+        return v
+
+    @cached_property
+    def runtime_workers(self) -> int:
+        """Threads for interpreter calls (they release the GIL, so more than cores is fine)."""
+        return self.runtime_threads or max(4, 2 * (os.cpu_count() or 1))
+
+    @cached_property
+    def work_path(self) -> Path:
+        """The scratch directory, created on first use."""
+        p = Path(self.work_dir)
+        p.mkdir(parents=True, exist_ok=True)
+        return p

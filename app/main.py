@@ -1,0 +1,69 @@
+"""create_app(settings): the lifespan builds the database, store and runtime, and saves at exit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api import checkpoints, health, models, sessions
+from app.api.limits import BodyLimit
+from app.api.problems import install_error_handlers
+from app.config import Settings
+from app.runtime.interpreter import warm_up
+from app.services import maintenance
+from app.services import sessions as session_service
+from app.services.fleet import build_fleet
+
+log = logging.getLogger("fleetlite")
+
+
+def _configure_logging(level: str) -> None:
+    root = logging.getLogger("fleetlite")
+    root.setLevel(level.upper())
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI app; run with ``uvicorn --factory app.main:create_app``."""
+    settings = settings or Settings()
+    _configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        fleet = await asyncio.to_thread(build_fleet, settings)
+        fleet.validator.start()  # its TensorFlow import overlaps ours
+        await asyncio.to_thread(warm_up)
+        await asyncio.to_thread(session_service.reconcile, fleet)
+        app.state.fleet = fleet
+        periodic = asyncio.create_task(maintenance.run_periodic(fleet))
+        log.info("fleetlite ready: database %s, %s", fleet.db.engine.url.render_as_string(),
+                 fleet.store.description)
+        try:
+            yield
+        finally:
+            periodic.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await periodic
+            await maintenance.shutdown(fleet)
+            await asyncio.to_thread(fleet.close)
+
+    app = FastAPI(
+        title="fleetlite",
+        version="0.1.0",
+        summary="A fleet of on-device TensorFlow Lite trainers, simulated behind one REST API.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (health, models, sessions, checkpoints):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, default=settings.max_request_bytes,
+                       uploads=settings.max_model_bytes)
+    return app

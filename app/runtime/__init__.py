@@ -1,0 +1,1 @@
+"""Owns tf.lite.Interpreter objects: signatures, tensor codec, sessions. No DB, no HTTP."""

@@ -1,0 +1,113 @@
+"""JSON tensors in and out, checked against a signature before the interpreter sees them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from app.errors import InvalidInput
+from app.runtime.signatures import SignatureSpec, TensorSpec, numpy_dtype
+
+_KINDS_ACCEPTED = {
+    "f": ("f", "i", "u"),  # JSON numbers without a fraction are still valid floats
+    "i": ("i", "u"),
+    "u": ("i", "u"),
+    "b": ("b",),
+}
+
+
+def describe(spec: TensorSpec) -> str:
+    """"[-1, 28, 28] float32", for error messages."""
+    return f"{list(spec.shape)} {spec.dtype}"
+
+
+def check_names(spec: SignatureSpec, names: set[str], signature: str) -> None:
+    """422 unless the given input names are exactly the signature's."""
+    missing = sorted(set(spec.inputs) - names)
+    extra = sorted(names - set(spec.inputs))
+    if missing or extra:
+        want = ", ".join(f"'{n}' {describe(t)}" for n, t in spec.inputs.items())
+        parts = []
+        if missing:
+            parts.append("missing input(s) " + ", ".join(f"'{n}'" for n in missing))
+        if extra:
+            parts.append("unknown input(s) " + ", ".join(f"'{n}'" for n in extra))
+        raise InvalidInput(f"signature '{signature}': {'; '.join(parts)}; it takes {want}")
+
+
+def check_array(spec: TensorSpec, arr: np.ndarray[Any, Any]) -> None:
+    """422 unless arr has the spec's dtype and a shape it accepts."""
+    if not spec.accepts_shape(arr.shape):
+        raise InvalidInput(
+            f"input '{spec.name}': expected shape {list(spec.shape)} ({spec.dtype}), "
+            f"received shape {list(arr.shape)}"
+        )
+    if arr.size == 0 and 0 not in spec.shape:
+        raise InvalidInput(f"input '{spec.name}': received an empty tensor {list(arr.shape)}")
+
+
+def decode_value(spec: TensorSpec, value: Any) -> np.ndarray[Any, Any]:
+    """One JSON value (nested list or scalar) to a numpy array of the spec's dtype."""
+    if spec.dtype == "string":
+        return _decode_strings(spec, value)
+    try:
+        raw = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nesting
+        raise InvalidInput(f"input '{spec.name}': not a rectangular array ({exc})") from None
+    target = numpy_dtype(spec.dtype)
+    accepted = _KINDS_ACCEPTED.get(target.kind, (target.kind,))
+    if raw.dtype.kind not in accepted and raw.size:
+        got = {"U": "string", "O": "mixed or null values", "b": "bool", "f": "float",
+               "i": "int", "u": "int"}.get(raw.dtype.kind, raw.dtype.name)
+        raise InvalidInput(
+            f"input '{spec.name}': expected dtype {spec.dtype}, received {got} values"
+        )
+    if target.kind in "iu" and raw.size:
+        info = np.iinfo(target)
+        if raw.min() < info.min or raw.max() > info.max:
+            raise InvalidInput(f"input '{spec.name}': values out of range for {spec.dtype}")
+    arr = raw.astype(target, copy=False)
+    check_array(spec, arr)
+    return arr
+
+
+def _decode_strings(spec: TensorSpec, value: Any) -> np.ndarray[Any, Any]:
+    raw = np.asarray(value, dtype=object)
+    flat = raw.reshape(-1)
+    for item in flat:
+        if not isinstance(item, str):
+            raise InvalidInput(f"input '{spec.name}': expected strings")
+    arr = np.array([s.encode() for s in flat], dtype=object).reshape(raw.shape)
+    check_array(spec, arr)
+    return arr
+
+
+def decode_inputs(
+    spec: SignatureSpec, body: Any, signature: str
+) -> dict[str, np.ndarray[Any, Any]]:
+    """The contract's {"inputs": {...}} body to arrays, or 422 naming what is wrong."""
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), dict):
+        raise InvalidInput('body must be a JSON object {"inputs": {"<name>": <array>}}')
+    inputs = body["inputs"]
+    check_names(spec, set(inputs), signature)
+    return {name: decode_value(spec.inputs[name], inputs[name]) for name in spec.inputs}
+
+
+def encode_outputs(outputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
+    """Arrays to JSON-ready values: 0-d arrays become scalars, bytes become str."""
+    out: dict[str, Any] = {}
+    for name, arr in outputs.items():
+        a = np.asarray(arr)
+        if a.dtype.kind in ("S", "O"):
+            out[name] = np.vectorize(_text, otypes=[object])(a).tolist() if a.ndim else _text(
+                a.item())
+        elif a.ndim == 0:
+            out[name] = a.item()
+        else:
+            out[name] = a  # orjson serializes ndarrays natively (OPT_SERIALIZE_NUMPY)
+    return out
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)

@@ -1,0 +1,1 @@
+"""Use cases. No FastAPI here: the API layer calls these, and so do background tasks."""

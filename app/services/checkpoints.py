@@ -1,0 +1,121 @@
+"""Checkpoints: files written by a model's save signature, stored under the user's prefix."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from app.db.tables import CheckpointRow, SessionRow, new_id, utcnow
+from app.errors import Conflict, InvalidInput, NotFound
+from app.runtime.pool import LiveSession
+from app.services.fleet import Fleet
+from app.services.pages import Page, paginate
+
+
+def save(fleet: Fleet, live: LiveSession, *, kind: str, label: str | None = None) -> CheckpointRow:
+    """Run the save signature and keep the file. Call inside the session's strand."""
+    ckpt_id = new_id("ckpt")
+    path = fleet.settings.work_path / f"{ckpt_id}.ckpt"
+    try:
+        live.lite.save(path)
+        data = path.read_bytes()
+    finally:
+        path.unlink(missing_ok=True)
+    key = f"users/{live.user_id}/checkpoints/{ckpt_id}.ckpt"
+    fleet.store.put(key, data)  # blob first, row second
+    now = utcnow()
+    row = CheckpointRow(id=ckpt_id, user_id=live.user_id, model_id=live.model_id,
+                        session_id=live.id, step=live.steps, loss=live.last_loss, kind=kind,
+                        label=label, sha256=hashlib.sha256(data).hexdigest(),
+                        size_bytes=len(data), blob_key=key, created_at=now)
+    try:
+        with fleet.db.begin() as db:
+            db.add(row)
+            db.execute(update(SessionRow).where(SessionRow.id == live.id).values(
+                head_checkpoint_id=ckpt_id, steps=live.steps, last_loss=live.last_loss,
+                updated_at=live.updated_at))
+    except BaseException:
+        fleet.store.delete(key)
+        raise
+    live.saved_steps = live.flushed_steps = live.steps
+    live.head_checkpoint_id = ckpt_id
+    if kind == "auto":
+        prune_autosaves(fleet, session_id=live.id, keep=fleet.settings.keep_autosaves)
+    return row
+
+
+def prune_autosaves(fleet: Fleet, *, session_id: str, keep: int) -> int:
+    """Delete a session's autosaves beyond the newest `keep`, never its current head."""
+    with fleet.db.begin() as db:
+        head = db.scalar(select(SessionRow.head_checkpoint_id).where(SessionRow.id == session_id))
+        old = list(db.scalars(
+            select(CheckpointRow).where(CheckpointRow.session_id == session_id,
+                                        CheckpointRow.kind == "auto")
+            .order_by(CheckpointRow.id.desc()).offset(keep)))
+        old = [r for r in old if r.id != head]
+        for r in old:
+            db.delete(r)
+    for r in old:  # row first here: a blob without a row is harmless, the reverse is not
+        fleet.store.delete(r.blob_key)
+    return len(old)
+
+
+def get(fleet: Fleet, *, checkpoint_id: str) -> CheckpointRow:
+    """A checkpoint row, or 404."""
+    with fleet.db.begin() as db:
+        row = db.get(CheckpointRow, checkpoint_id)
+    if row is None:
+        raise NotFound(f"checkpoint '{checkpoint_id}' not found")
+    return row
+
+
+def get_for(fleet: Fleet, *, checkpoint_id: str, user_id: str, model_id: str) -> CheckpointRow:
+    """A checkpoint that a session of user_id on model_id may start from or restore."""
+    row = get(fleet, checkpoint_id=checkpoint_id)
+    if row.user_id != user_id:
+        raise NotFound(f"checkpoint '{checkpoint_id}' not found")  # do not reveal others' ids
+    if row.model_id != model_id:
+        raise InvalidInput(f"checkpoint '{checkpoint_id}' belongs to model '{row.model_id}', "
+                           f"not '{model_id}'")
+    return row
+
+
+def get_all(fleet: Fleet, *, user_id: str, model_id: str | None, session_id: str | None,
+            limit: int, cursor: str | None) -> Page[CheckpointRow]:
+    """A user's checkpoints, newest first, optionally filtered."""
+    query = select(CheckpointRow).where(CheckpointRow.user_id == user_id)
+    if model_id:
+        query = query.where(CheckpointRow.model_id == model_id)
+    if session_id:
+        query = query.where(CheckpointRow.session_id == session_id)
+    with fleet.db.begin() as db:
+        return paginate(db, query, CheckpointRow.id, limit=limit, cursor=cursor)
+
+
+def read_file(fleet: Fleet, *, row: CheckpointRow) -> bytes:
+    """The checkpoint file's bytes."""
+    return fleet.store.get(row.blob_key)
+
+
+def fetch_to_file(fleet: Fleet, *, row: CheckpointRow) -> Path:
+    """Copy a checkpoint to a scratch file for the restore signature; the caller deletes it."""
+    path = fleet.settings.work_path / f"restore-{new_id('tmp')}.ckpt"
+    path.write_bytes(read_file(fleet, row=row))
+    return path
+
+
+def delete(fleet: Fleet, *, checkpoint_id: str) -> None:
+    """Delete a checkpoint unless it holds a session's current weights."""
+    with fleet.db.begin() as db:
+        row = db.get(CheckpointRow, checkpoint_id)
+        if row is None:
+            raise NotFound(f"checkpoint '{checkpoint_id}' not found")
+        holder = db.scalar(select(SessionRow.id).where(
+            SessionRow.head_checkpoint_id == checkpoint_id).limit(1))
+        if holder:
+            raise Conflict(f"checkpoint '{checkpoint_id}' holds the current weights of session "
+                           f"'{holder}'; save a newer checkpoint of it first")
+        db.delete(row)
+    fleet.store.delete(row.blob_key)

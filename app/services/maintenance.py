@@ -1,0 +1,78 @@
+"""Background work: flush step counters, autosave dirty sessions, save everything at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from sqlalchemy import update
+
+from app.db.tables import SessionRow
+from app.errors import FleetliteError
+from app.services import checkpoints
+from app.services.fleet import Fleet
+
+log = logging.getLogger("fleetlite.maintenance")
+
+
+def flush_counters(fleet: Fleet) -> int:
+    """Write live step counters to the session rows; returns how many changed."""
+    changed = [s for s in fleet.pool.all() if s.steps != s.flushed_steps]
+    if not changed:
+        return 0
+    snapshot = [(s, s.steps, s.last_loss, s.updated_at) for s in changed]
+    with fleet.db.begin() as db:
+        for s, steps, loss, at in snapshot:
+            db.execute(update(SessionRow).where(SessionRow.id == s.id).values(
+                steps=steps, last_loss=loss, updated_at=at))
+    for s, steps, _, _ in snapshot:
+        s.flushed_steps = steps
+    return len(snapshot)
+
+
+async def autosave_all(fleet: Fleet) -> int:
+    """Checkpoint (kind "auto") every live session with steps not yet in a checkpoint."""
+    futures = []
+    for live in fleet.pool.all():
+        if live.dirty:
+            futures.append(asyncio.wrap_future(
+                live.strand.submit(_autosave_if_dirty, fleet, live)))
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            log.error("autosave failed: %s", r)
+    return sum(1 for r in results if r is True)
+
+
+def _autosave_if_dirty(fleet: Fleet, live) -> bool:  # type: ignore[no-untyped-def]
+    if not live.dirty or fleet.pool.get(live.id) is not live:
+        return False
+    checkpoints.save(fleet, live, kind="auto")
+    return True
+
+
+async def run_periodic(fleet: Fleet) -> None:
+    """Flush counters every flush_seconds and autosave every autosave_seconds, forever."""
+    settings = fleet.settings
+    next_save = time.monotonic() + settings.autosave_seconds
+    while True:
+        await asyncio.sleep(min(settings.flush_seconds, settings.autosave_seconds))
+        try:
+            await asyncio.to_thread(flush_counters, fleet)
+            if time.monotonic() >= next_save:
+                next_save = time.monotonic() + settings.autosave_seconds
+                await autosave_all(fleet)
+        except FleetliteError as exc:  # a dependency is down: try again next round
+            log.warning("background flush/autosave postponed: %s", exc.detail)
+        except Exception:
+            log.exception("background flush/autosave failed")
+
+
+async def shutdown(fleet: Fleet) -> None:
+    """Save every session with unsaved steps, then flush; called on SIGTERM."""
+    started = time.monotonic()
+    saved = await autosave_all(fleet)
+    await asyncio.to_thread(flush_counters, fleet)
+    log.info("shutdown: checkpointed %d session(s) in %.2f s", saved,
+             time.monotonic() - started)

@@ -1,0 +1,116 @@
+"""A thin wrapper over obstore so the rest of the service sees put/get/delete/exists."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+import obstore
+from obstore.exceptions import NotFoundError
+from obstore.store import LocalStore, S3Store
+
+
+class StoreUnavailable(Exception):
+    """The blob store did not answer (network, credentials, missing bucket)."""
+
+
+class BlobNotFound(Exception):
+    """No blob at that key."""
+
+
+class BlobStore:
+    """Blobs addressed by keys such as ``users/{user_id}/checkpoints/{id}.ckpt``."""
+
+    def __init__(self, store: LocalStore | S3Store, description: str) -> None:
+        self._store = store
+        self.description = description
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write a whole blob; both backends make it visible only when complete."""
+        self._call(obstore.put, key, data)
+
+    def get(self, key: str) -> bytes:
+        """Read a whole blob."""
+        result = self._call(obstore.get, key)
+        return bytes(result.bytes())
+
+    def delete(self, key: str) -> None:
+        """Delete a blob; a missing one is not an error."""
+        with contextlib.suppress(BlobNotFound):
+            self._call(obstore.delete, key)
+
+    def exists(self, key: str) -> bool:
+        """Whether a blob is stored at key."""
+        try:
+            self._call(obstore.head, key)
+        except BlobNotFound:
+            return False
+        return True
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under prefix."""
+        out: list[str] = []
+        for batch in self._call(obstore.list, self._store, prefix, _raw=True):
+            out.extend(meta["path"] for meta in batch)
+        return out
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers a listing."""
+        self._call(obstore.list_with_delimiter, self._store, "", _raw=True)
+
+    def _call(self, fn, *args, _raw: bool = False):  # type: ignore[no-untyped-def]
+        try:
+            if _raw:
+                result = fn(*args)
+                # obstore.list is lazy: force the first request inside the try.
+                return list(result) if fn is obstore.list else result
+            return fn(self._store, *args)
+        except NotFoundError as exc:
+            raise BlobNotFound(str(args[0] if args else "")) from exc
+        except FileNotFoundError as exc:
+            raise BlobNotFound(str(exc)) from exc
+        except Exception as exc:  # obstore raises a family of errors for I/O trouble
+            raise StoreUnavailable(f"{self.description}: {type(exc).__name__}: {exc}") from exc
+
+
+def open_store(
+    url: str,
+    *,
+    endpoint: str | None = None,
+    region: str = "us-east-1",
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+) -> BlobStore:
+    """Open the store named by url: a directory path, file:// or s3://bucket[/prefix]."""
+    if url.startswith("s3://"):
+        parsed = urlparse(url)
+        config: dict[str, object] = {"region": region}
+        if endpoint:
+            config["endpoint"] = endpoint
+        if access_key_id:
+            config["access_key_id"] = access_key_id
+        if secret_access_key:
+            config["secret_access_key"] = secret_access_key
+        options = {
+            "allow_http": bool(endpoint and endpoint.startswith("http://")),
+            "connect_timeout": "3s",
+            "timeout": "30s",
+        }
+        store = S3Store(
+            parsed.netloc,
+            prefix=parsed.path.strip("/") or None,
+            config=config,  # type: ignore[arg-type]
+            client_options=options,  # type: ignore[arg-type]
+            retry_config={  # bounded, so a store outage answers 503 quickly
+                "max_retries": 2,
+                "backoff": {"init_backoff": timedelta(milliseconds=100),
+                            "max_backoff": timedelta(seconds=1), "base": 2.0},
+                "retry_timeout": timedelta(seconds=5),
+            },
+        )
+        return BlobStore(store, f"s3 store {url}")
+    path = Path(url.removeprefix("file://")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return BlobStore(LocalStore(prefix=path), f"local store {path}")
