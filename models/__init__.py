@@ -23,7 +23,7 @@ _DESCRIPTIONS = {
     "head": "softmax head on 64 precomputed features: bottleneck [-1,64] float32, "
     "label [-1] int32 (4 classes); SGD lr 0.1",
     "cnn": "benchmark CNN on 64x64 RGB: image [-1,64,64,3] float32, label [-1,10] one-hot; "
-    "SGD lr 0.05",
+    "SGD lr 0.01",
 }
 NAMES: tuple[str, ...] = tuple(_DESCRIPTIONS)
 SIGNATURES: tuple[str, ...] = ("train", "infer", "save", "restore")

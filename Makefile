@@ -1,0 +1,49 @@
+# The README's two commands: `make run` serves, `make test` runs the suite.
+# Both create .venv with Python 3.11 and install from pyproject.toml when it changed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+HOST ?= 127.0.0.1
+URL ?= http://$(HOST):$(PORT)
+
+.PHONY: install run test lint bench demo clean models
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/alembic upgrade head
+	exec $(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) \
+		--loop uvloop --http httptools --timeout-graceful-shutdown 60
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check app models migrations tests bench
+	$(BIN)/mypy app
+
+models: $(VENV)/.installed
+	$(BIN)/python -m models build mlp var/models/mlp.tflite
+	$(BIN)/python -m models build head var/models/head.tflite
+
+demo: $(VENV)/.installed-test
+	$(BIN)/python -m app.demo --url $(URL)
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf var .cache .pytest_cache
