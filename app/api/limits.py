@@ -8,7 +8,7 @@ from app.api.problems import problem
 
 
 class BodyLimit:
-    """413 for bodies over the limit: model uploads get the model limit, the rest the request one."""
+    """413 for oversized bodies: model uploads get the model limit, the rest the request one."""
 
     def __init__(self, app: ASGIApp, *, default: int, uploads: int) -> None:
         self.app = app

@@ -9,6 +9,7 @@ from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_Task = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
 class SerialExecutor:
@@ -20,8 +21,7 @@ class SerialExecutor:
 
     def __init__(self, pool: Executor) -> None:
         self._pool = pool
-        self._queue: deque[tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = (
-            deque())
+        self._queue: deque[_Task] = deque()
         self._lock = threading.Lock()
         self._running = False
 

@@ -9,6 +9,7 @@ import select
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from typing import IO
 
 from app.errors import InvalidModel
@@ -20,8 +21,18 @@ log = logging.getLogger("fleetlite.validator")
 class ModelValidator:
     """Smoke-runs uploaded models in a child process, one at a time."""
 
-    def __init__(self, timeout: float, recycle_after: int = 100) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        recycle_after: int = 100,
+        *,
+        command: Sequence[str] | None = None,
+    ) -> None:
         self._timeout = timeout
+        # The child's argv; tests substitute a process that crashes or hangs.
+        self._command = (
+            list(command) if command is not None else [sys.executable, "-m", "app.runtime.probe"]
+        )
         self._recycle_after = recycle_after
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -73,7 +84,7 @@ class ModelValidator:
         if self._proc is None or self._proc.poll() is not None:
             env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "app.runtime.probe"],
+                self._command,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 env=env, start_new_session=True,
             )

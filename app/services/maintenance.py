@@ -10,6 +10,7 @@ from sqlalchemy import update
 
 from app.db.tables import SessionRow
 from app.errors import FleetliteError
+from app.runtime.pool import LiveSession
 from app.services import checkpoints
 from app.services.fleet import Fleet
 
@@ -45,7 +46,7 @@ async def autosave_all(fleet: Fleet) -> int:
     return sum(1 for r in results if r is True)
 
 
-def _autosave_if_dirty(fleet: Fleet, live) -> bool:  # type: ignore[no-untyped-def]
+def _autosave_if_dirty(fleet: Fleet, live: LiveSession) -> bool:
     if not live.dirty or fleet.pool.get(live.id) is not live:
         return False
     checkpoints.save(fleet, live, kind="auto")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete as sql_delete
 from sqlalchemy import select, update
 
 from app.db.tables import CheckpointRow, SessionRow, new_id, utcnow
@@ -142,8 +141,10 @@ def restore(fleet: Fleet, session: LiveSession, *, checkpoint_id: str) -> None:
 def delete(fleet: Fleet, *, session_id: str) -> None:
     """Forget a session; its checkpoints stay."""
     with fleet.db.begin() as db:
-        if db.execute(sql_delete(SessionRow).where(SessionRow.id == session_id)).rowcount == 0:
+        row = db.get(SessionRow, session_id)
+        if row is None:
             raise NotFound(f"session '{session_id}' not found")
+        db.delete(row)
     fleet.pool.remove(session_id)
 
 

@@ -16,7 +16,8 @@ Y = np.eye(10, dtype=np.float32)[RNG.integers(0, 10, 8)]
 
 
 def train(client: httpx.Client, sid: str, x: np.ndarray = X, y: np.ndarray = Y) -> dict:  # type: ignore[type-arg]
-    r = client.post(f"/v1/sessions/{sid}/train", json={"inputs": {"x": x.tolist(), "y": y.tolist()}})
+    body = {"inputs": {"x": x.tolist(), "y": y.tolist()}}
+    r = client.post(f"/v1/sessions/{sid}/train", json=body)
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
 

@@ -126,7 +126,7 @@ def test_sigkill_loses_at_most_the_autosave_interval(settings: Settings, mlp_byt
         train(c, sid, 5)
         before = snapshot(c, sid)
         deadline = time.monotonic() + 30
-        while not c.get(f"/v1/users/alice/checkpoints").json()["items"]:
+        while not c.get("/v1/users/alice/checkpoints").json()["items"]:
             assert time.monotonic() < deadline, "no autosave within the interval"
             time.sleep(0.2)
     first.stop(signal.SIGKILL)

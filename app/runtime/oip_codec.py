@@ -1,0 +1,294 @@
+"""Open Inference Protocol (v2) wire codec with the binary tensor data extension; numpy only.
+
+A request body is a JSON header, optionally followed by a binary section whose length the
+``Inference-Header-Content-Length`` header splits off; each binary input says its size in
+``parameters.binary_data_size`` and the sections follow in input order. Fixed-size tensors
+are raw little-endian row-major bytes; BYTES elements are a 4-byte little-endian length
+followed by the bytes. Errors: 400 for a body that is not a well-formed OIP request, 422
+(from app.runtime.codec) for tensors that do not fit the signature.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from app.errors import FleetliteError, InvalidInput, PayloadTooLarge
+from app.runtime.codec import check_array, check_names
+from app.runtime.signatures import SignatureSpec, TensorSpec, dtype_name, numpy_dtype
+
+OIP_DATATYPES = {
+    "bool": "BOOL", "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
+    "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
+    "float16": "FP16", "float32": "FP32", "float64": "FP64", "string": "BYTES",
+}
+_JSON_KINDS = {"f": "fiu", "i": "iu", "u": "iu", "b": "b"}  # JSON ints are valid floats
+_UNSUPPORTED = ("shared_memory_region", "classification")
+Array = np.ndarray[Any, Any]
+
+
+class BadRequest(FleetliteError):
+    """A body that is not a well-formed Open Inference Protocol request."""
+
+    status, type_slug = 400, "bad-request"
+
+
+def oip_datatype(dtype: str) -> str:
+    """The protocol's datatype ("FP32") for a contract dtype name ("float32")."""
+    return OIP_DATATYPES.get(dtype, dtype.upper())
+
+
+def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
+    """One input or output as model metadata: name, datatype, shape (-1 for open dims)."""
+    return {"name": spec.name, "datatype": oip_datatype(spec.dtype), "shape": list(spec.shape)}
+
+
+def model_metadata(name: str, spec: SignatureSpec, version: str, platform: str) -> dict[str, Any]:
+    """The protocol's model metadata for one signature."""
+    return {"name": name, "versions": [version], "platform": platform,
+            "inputs": [tensor_metadata(t) for t in spec.inputs.values()],
+            "outputs": [tensor_metadata(t) for t in spec.outputs.values()]}
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Undo a gzip or deflate Content-Encoding, refusing to inflate past limit bytes."""
+    enc = (encoding or "identity").strip().lower()
+    if enc == "identity":
+        return body
+    if enc not in ("gzip", "deflate"):
+        raise BadRequest(f"unsupported Content-Encoding '{encoding}' (use gzip or deflate)")
+    inflater = zlib.decompressobj(wbits=31 if enc == "gzip" else 15)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"body is not valid {enc} data: {exc}") from None
+    if len(out) > limit:
+        raise PayloadTooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+    return out
+
+
+@dataclass(slots=True)
+class InferRequest:
+    """A parsed request: checked input arrays and the outputs to return, with their format."""
+
+    id: str | None
+    inputs: dict[str, Array]
+    outputs: dict[str, bool] | None  # requested name -> binary; None means every output
+    binary_default: bool
+
+
+def parse_request(body: bytes, header_length: str | None, spec: SignatureSpec,
+                  model: str) -> InferRequest:
+    """Split, parse and check an infer request against the signature; arrays are not copied."""
+    split = _header_length(header_length, len(body))
+    view = memoryview(body)
+    try:
+        header = orjson.loads(view[:split])
+    except orjson.JSONDecodeError as exc:
+        hint = " (check Inference-Header-Content-Length)" if header_length is not None else ""
+        raise BadRequest(f"inference request header is not valid JSON{hint}: {exc}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("inputs"), list):
+        raise BadRequest('inference request must be a JSON object with an "inputs" list')
+    params = _params(header, "request")
+    raw: dict[str, dict[str, Any]] = {}
+    for item in header["inputs"]:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise BadRequest("each input must be an object with a string 'name'")
+        if item["name"] in raw:
+            raise BadRequest(f"input '{item['name']}' is given more than once")
+        raw[item["name"]] = item
+    check_names(spec, set(raw), model)
+    binary, offset = view[split:], 0
+    inputs: dict[str, Array] = {}
+    for name, item in raw.items():
+        inputs[name], offset = _input(spec.inputs[name], item, binary, offset)
+    if offset != len(binary):
+        raise BadRequest(f"binary section is {len(binary)} bytes but the inputs' "
+                         f"binary_data_size add up to {offset}")
+    req_id = header.get("id")
+    return InferRequest(None if req_id is None else str(req_id), inputs,
+                        _requested(header, spec, model), _flag(params, "binary_data_output"))
+
+
+def _header_length(value: str | None, size: int) -> int:
+    if value is None:
+        return size
+    try:
+        n = int(value)
+    except ValueError:
+        raise BadRequest(f"Inference-Header-Content-Length '{value}' is not an integer") from None
+    if not 0 < n <= size:
+        raise BadRequest(f"Inference-Header-Content-Length {n} does not fit a {size}-byte body")
+    return n
+
+
+def _params(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    params = obj.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise BadRequest(f"{where} 'parameters' must be an object")
+    for key in _UNSUPPORTED:
+        if key in params:
+            raise BadRequest(f"{where}: parameter '{key}' is not supported by this server")
+    return params
+
+
+def _flag(params: dict[str, Any], key: str) -> bool:
+    value = params.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"parameter '{key}' must be true or false")
+    return value
+
+
+def _input(spec: TensorSpec, item: dict[str, Any], binary: memoryview,
+           offset: int) -> tuple[Array, int]:
+    name, want = spec.name, oip_datatype(spec.dtype)
+    datatype, shape = item.get("datatype"), item.get("shape")
+    if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise BadRequest(f"input '{name}': 'shape' must be a list of non-negative integers")
+    if datatype != want:
+        raise InvalidInput(f"input '{name}': expected datatype {want} ({spec.dtype}) and shape "
+                           f"{list(spec.shape)}, received datatype {datatype}")
+    probe = np.empty(tuple(shape) if math.prod(shape) == 0 else (0,) * len(shape))
+    check_array(spec, probe.reshape(shape) if probe.size == 0 and 0 in shape else
+                np.lib.stride_tricks.as_strided(np.zeros(1), tuple(shape), (0,) * len(shape)))
+    params = _params(item, f"input '{name}'")
+    size = params.get("binary_data_size")
+    if size is None:
+        if "data" not in item:
+            raise BadRequest(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
+        return _from_json(spec, item["data"], shape), offset
+    if "data" in item:
+        raise BadRequest(f"input '{name}' has both 'data' and parameters.binary_data_size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise BadRequest(f"input '{name}': binary_data_size must be a non-negative integer")
+    if offset + size > len(binary):
+        raise BadRequest(f"input '{name}': binary_data_size {size} at offset {offset} runs past "
+                         f"the end of the {len(binary)}-byte binary section (truncated body?)")
+    chunk = binary[offset:offset + size]
+    return _from_binary(spec, chunk, shape), offset + size
+
+
+def _from_binary(spec: TensorSpec, chunk: memoryview, shape: list[int]) -> Array:
+    count = math.prod(shape)
+    if spec.dtype == "string":
+        items = _unpack_bytes(spec.name, chunk)
+        if len(items) != count:
+            raise BadRequest(f"input '{spec.name}': shape {shape} needs {count} BYTES "
+                             f"elements, the binary data holds {len(items)}")
+        arr = np.empty(count, dtype=object)
+        arr[:] = items
+        return arr.reshape(shape)
+    dtype = numpy_dtype(spec.dtype)
+    if len(chunk) != count * dtype.itemsize:
+        raise BadRequest(f"input '{spec.name}': shape {shape} {oip_datatype(spec.dtype)} needs "
+                         f"{count * dtype.itemsize} bytes, binary_data_size is {len(chunk)}")
+    arr = np.frombuffer(chunk, dtype=dtype.newbyteorder("<"))
+    return arr.astype(dtype, copy=False).reshape(shape)
+
+
+def _unpack_bytes(name: str, chunk: memoryview) -> list[bytes]:
+    items, pos, end = [], 0, len(chunk)
+    while pos < end:
+        if pos + 4 > end:
+            raise BadRequest(f"input '{name}': BYTES element length prefix cut off at {pos}")
+        (n,) = struct.unpack_from("<I", chunk, pos)
+        if pos + 4 + n > end:
+            raise BadRequest(f"input '{name}': BYTES element at {pos} runs past the data")
+        items.append(bytes(chunk[pos + 4:pos + 4 + n]))
+        pos += 4 + n
+    return items
+
+
+def _from_json(spec: TensorSpec, data: Any, shape: list[int]) -> Array:
+    if spec.dtype == "string":
+        flat = np.asarray(data, dtype=object).reshape(-1)
+        if not all(isinstance(s, str) for s in flat):
+            raise InvalidInput(f"input '{spec.name}': expected BYTES data as strings")
+        raw = np.array([s.encode() for s in flat], dtype=object)
+    else:
+        try:
+            raw = np.asarray(data).reshape(-1)
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(f"input '{spec.name}': data is not a rectangular array "
+                               f"({exc})") from None
+        target = numpy_dtype(spec.dtype)
+        if raw.size and raw.dtype.kind not in _JSON_KINDS.get(target.kind, target.kind):
+            raise InvalidInput(f"input '{spec.name}': datatype {oip_datatype(spec.dtype)} "
+                               f"expects numbers of that kind, received {raw.dtype.name} data")
+        if target.kind in "iu" and raw.size:
+            info = np.iinfo(target)
+            if raw.min() < info.min or raw.max() > info.max:
+                raise InvalidInput(f"input '{spec.name}': values out of range for "
+                                   f"{oip_datatype(spec.dtype)}")
+        raw = raw.astype(target, copy=False)
+    if raw.size != math.prod(shape):
+        raise InvalidInput(f"input '{spec.name}': shape {shape} needs {math.prod(shape)} "
+                           f"elements, 'data' holds {raw.size}")
+    return raw.reshape(shape)
+
+
+def _requested(header: dict[str, Any], spec: SignatureSpec, model: str) -> dict[str, bool] | None:
+    outputs = header.get("outputs")
+    if outputs is None:
+        return None
+    if not isinstance(outputs, list):
+        raise BadRequest("'outputs' must be a list of {\"name\": ...} objects")
+    default = _flag(_params(header, "request"), "binary_data_output")
+    wanted: dict[str, bool] = {}
+    for item in outputs:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise BadRequest("each requested output must be an object with a string 'name'")
+        if item["name"] not in spec.outputs:
+            raise InvalidInput(f"model '{model}' has no output '{item['name']}' (it has "
+                               f"{', '.join(spec.outputs)})")
+        params = _params(item, f"output '{item['name']}'")
+        wanted[item["name"]] = _flag(params, "binary_data") if "binary_data" in params else default
+    return wanted
+
+
+def build_response(model: str, version: str, request: InferRequest, outputs: dict[str, Any],
+                   parameters: dict[str, Any] | None = None) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header's length when binary outputs follow it."""
+    wanted = request.outputs or {name: request.binary_default for name in outputs}
+    described, chunks = [], []
+    for name, binary in wanted.items():
+        arr = np.asarray(outputs[name])
+        out: dict[str, Any] = {"name": name, "datatype": oip_datatype(dtype_name(arr.dtype)),
+                               "shape": list(arr.shape)}
+        text = arr.dtype.kind in "SOU"
+        if binary:
+            data = _pack_bytes(arr) if text else np.ascontiguousarray(arr).tobytes()
+            out["parameters"] = {"binary_data_size": len(data)}
+            chunks.append(data)
+        else:
+            out["data"] = [_text(v) for v in arr.reshape(-1)] if text else arr.reshape(-1)
+        described.append(out)
+    head: dict[str, Any] = {"model_name": model, "model_version": version}
+    if request.id is not None:
+        head["id"] = request.id
+    if parameters:
+        head["parameters"] = parameters
+    head["outputs"] = described
+    header = orjson.dumps(head, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return header, None
+    return b"".join([header, *chunks]), len(header)
+
+
+def _pack_bytes(arr: Array) -> bytes:
+    parts = []
+    for v in arr.reshape(-1):
+        b = v if isinstance(v, bytes) else str(v).encode()
+        parts += [struct.pack("<I", len(b)), b]
+    return b"".join(parts)
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
