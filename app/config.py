@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = None
     work_dir: str = Field("./var/tmp", description="Scratch directory for checkpoint files")
     max_model_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest .tflite upload")
+    max_dataset_bytes: int = Field(256 * 1024 * 1024, gt=0, description="Largest .npz upload")
     max_request_bytes: int = Field(
         32 * 1024 * 1024, gt=0, description="Largest JSON or binary tensor request body"
     )
@@ -37,10 +38,14 @@ class Settings(BaseSettings):
     )
     keep_autosaves: int = Field(3, ge=1, description="Autosaves kept per session (older pruned)")
     flush_seconds: float = Field(2.0, gt=0, description="Write step counters to the DB this often")
+    max_live_sessions: int = Field(
+        0, ge=0, description="Interpreters kept in memory (0: no cap); the least recently "
+        "used idle session is saved and dropped, and loads again on its next call")
     interpreter_threads: int = Field(1, ge=1, description="Threads inside each interpreter")
     runtime_threads: int = Field(
         0, ge=0, description="Threads that run interpreter calls (0: 2 x CPU cores, at least 4)"
     )
+    job_workers: int = Field(0, ge=0, description="Jobs that run at once (0: one per CPU core)")
     validate_timeout_seconds: float = Field(
         60.0, gt=0, description="Time allowed for the smoke run of an uploaded model"
     )

@@ -10,14 +10,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import checkpoints, health, models, sessions
+from app.api import checkpoints, datasets, health, jobs, models, oip, sessions
 from app.api.limits import BodyLimit
 from app.api.problems import install_error_handlers
 from app.config import Settings
 from app.runtime.interpreter import warm_up
+from app.services import jobs as job_service
 from app.services import maintenance
 from app.services import sessions as session_service
-from app.services.fleet import build_fleet
+from app.services.bootstrap import build_fleet
 
 log = logging.getLogger("fleetlite")
 
@@ -43,6 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await asyncio.to_thread(warm_up)
         await asyncio.to_thread(session_service.reconcile, fleet)
         app.state.fleet = fleet
+        resumed = await asyncio.to_thread(job_service.resume_all, fleet)
+        if resumed:
+            log.info("resuming %d job(s) left by the previous process", resumed)
         periodic = asyncio.create_task(maintenance.run_periodic(fleet))
         log.info("fleetlite ready: database %s, %s", fleet.db.engine.url.render_as_string(),
                  fleet.store.description)
@@ -62,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, models, sessions, checkpoints):
+    for module in (health, models, sessions, checkpoints, datasets, jobs, oip):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, default=settings.max_request_bytes,
                        uploads=settings.max_model_bytes)

@@ -11,3 +11,5 @@ CHECKPOINTS = Counter("fleetlite_checkpoints_total", "Checkpoints written", ["ki
 MODEL_UPLOADS = Counter("fleetlite_model_uploads_total", "Model uploads", ["outcome"])
 SESSION_LOADS = Counter("fleetlite_session_loads_total", "Sessions loaded from a checkpoint")
 LIVE_SESSIONS = Gauge("fleetlite_live_sessions", "Interpreters loaded in this process")
+SESSION_EVICTIONS = Counter("fleetlite_session_evictions_total",
+                            "Sessions saved and dropped from memory")

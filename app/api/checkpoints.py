@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
 
-from app.api.deps import Cursor, FleetDep, Limit, UserId, live_session
+from app.api.deps import Cursor, FleetDep, Limit, UserId, on_session
 from app.metrics import CHECKPOINTS
 from app.schemas.common import ListOf
 from app.schemas.resources import Checkpoint, CheckpointCreate
@@ -23,10 +22,9 @@ async def create_checkpoint(
     body: Annotated[CheckpointCreate | None, Body()] = None,
 ) -> Checkpoint:
     """Run the save signature and keep the file under the user's key prefix."""
-    live = await live_session(fleet, session_id)
     label = body.label if body else None
-    row = await asyncio.wrap_future(
-        live.strand.submit(checkpoints.save, fleet, live, kind="manual", label=label))
+    row = await on_session(fleet, session_id, lambda s: s.strand.submit(
+        checkpoints.save, fleet, s, kind="manual", label=label))
     CHECKPOINTS.labels("manual").inc()
     return Checkpoint.model_validate(row)
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import InvalidInput
-from app.runtime.pool import LiveSession
+from app.errors import InvalidInput, ServiceUnavailable
+from app.runtime.pool import LiveSession, SessionEvicted
 from app.schemas.common import USER_ID_PATTERN, TensorsIn
 from app.services import sessions
 from app.services.fleet import Fleet
+
+T = TypeVar("T")
 
 
 def get_fleet(request: Request) -> Fleet:
@@ -41,6 +46,20 @@ async def read_json(request: Request) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"body is not valid JSON: {exc}") from None
+
+
+async def on_session(fleet: Fleet, session_id: str,
+                     call: Callable[[LiveSession], Future[T]]) -> T:
+    """Submit call(live) to the session's strand and await it; if the session was evicted
+    before the call ran, load it again (from the checkpoint the eviction wrote) and retry."""
+    for _ in range(5):
+        live = await live_session(fleet, session_id)
+        try:
+            return await asyncio.wrap_future(call(live))
+        except SessionEvicted:
+            continue
+    raise ServiceUnavailable(f"session '{session_id}' is being evicted and loaded repeatedly; "
+                             "retry shortly")
 
 
 async def live_session(fleet: Fleet, session_id: str) -> LiveSession:

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import TENSOR_BODY, Cursor, FleetDep, Limit, UserId, live_session, read_json
+from app.api.deps import (
+    TENSOR_BODY,
+    Cursor,
+    FleetDep,
+    Limit,
+    UserId,
+    live_session,
+    on_session,
+    read_json,
+)
 from app.api.problems import json_response
 from app.errors import InvalidInput, NotFound
 from app.metrics import SIGNATURE_CALLS, TRAIN_STEPS
 from app.runtime.signatures import CHECKPOINT_SIGNATURES
 from app.schemas.common import ListOf, TensorsOut, TrainOut
 from app.schemas.resources import RestoreRequest, Session, SessionCreate
-from app.services import sessions
+from app.services import charts, sessions
 
 router = APIRouter(tags=["sessions"])
 
@@ -55,8 +63,7 @@ def delete_session(fleet: FleetDep, session_id: str) -> Response:
 async def train(fleet: FleetDep, session_id: str, request: Request) -> Response:
     """One train step; calls on one session apply one at a time in arrival order."""
     body = await read_json(request)
-    live = await live_session(fleet, session_id)
-    outputs, step = await asyncio.wrap_future(live.strand.submit(live.train, body))
+    outputs, step = await on_session(fleet, session_id, lambda s: s.strand.submit(s.train, body))
     TRAIN_STEPS.inc()
     return json_response({"outputs": outputs, "step": step})
 
@@ -87,7 +94,8 @@ async def _call(fleet: FleetDep, session_id: str, signature: str, request: Reque
     if signature not in live.signatures:
         raise NotFound(f"model '{live.model_id}' has no signature '{signature}' "
                        f"(it has {', '.join(sorted(live.signatures))})")
-    outputs = await asyncio.wrap_future(live.strand.submit(live.call, signature, body))
+    outputs = await on_session(fleet, session_id,
+                               lambda s: s.strand.submit(s.call, signature, body))
     SIGNATURE_CALLS.labels(signature).inc()
     return json_response({"outputs": outputs})
 
@@ -96,8 +104,19 @@ async def _call(fleet: FleetDep, session_id: str, signature: str, request: Reque
 async def restore_session(fleet: FleetDep, session_id: str,
                           body: Annotated[RestoreRequest, Body()]) -> Session:
     """Load one of the user's checkpoints of the same model into the session."""
-    live = await live_session(fleet, session_id)
-    await asyncio.wrap_future(live.strand.submit(
-        sessions.restore, fleet, live, checkpoint_id=body.checkpoint_id))
+    await on_session(fleet, session_id, lambda s: s.strand.submit(
+        sessions.restore, fleet, s, checkpoint_id=body.checkpoint_id))
     view = await run_in_threadpool(sessions.get, fleet, session_id=session_id)
     return Session.model_validate(view)
+
+
+@router.get("/v1/sessions/{session_id}/loss.svg", response_class=Response,
+            responses={200: {"content": {"image/svg+xml": {}}}})
+def session_loss_chart(fleet: FleetDep, session_id: str) -> Response:
+    """The session's recent train losses (up to 1000, since it was loaded) as an SVG chart."""
+    sessions.get_row(fleet, session_id=session_id)
+    live = fleet.pool.get(session_id)
+    values = list(live.recent_losses) if live else []
+    svg = charts.line_chart(values, title=f"session {session_id}: recent train losses",
+                            xlabel="step (most recent 1000)")
+    return Response(svg, media_type="image/svg+xml")

@@ -105,12 +105,17 @@ def parse_request(body: bytes, header_length: str | None, spec: SignatureSpec,
         raw[item["name"]] = item
     check_names(spec, set(raw), model)
     binary, offset = view[split:], 0
+    sizes = {name: _binary_size(name, item) for name, item in raw.items()}
+    claimed = sum(n for n in sizes.values() if n is not None)
+    if claimed != len(binary):
+        each = ", ".join(f"'{k}' {n}" for k, n in sizes.items() if n is not None)
+        raise BadRequest(f"binary section is {len(binary)} bytes but the inputs' "
+                         f"binary_data_size add up to {claimed} ({each or 'none'})"
+                         + ("; truncated body?" if claimed > len(binary) else ""))
     inputs: dict[str, Array] = {}
     for name, item in raw.items():
-        inputs[name], offset = _input(spec.inputs[name], item, binary, offset)
-    if offset != len(binary):
-        raise BadRequest(f"binary section is {len(binary)} bytes but the inputs' "
-                         f"binary_data_size add up to {offset}")
+        inputs[name] = _input(spec.inputs[name], item, binary[offset:offset + (sizes[name] or 0)])
+        offset += sizes[name] or 0
     req_id = header.get("id")
     return InferRequest(None if req_id is None else str(req_id), inputs,
                         _requested(header, spec, model), _flag(params, "binary_data_output"))
@@ -145,8 +150,18 @@ def _flag(params: dict[str, Any], key: str) -> bool:
     return value
 
 
-def _input(spec: TensorSpec, item: dict[str, Any], binary: memoryview,
-           offset: int) -> tuple[Array, int]:
+def _binary_size(name: str, item: dict[str, Any]) -> int | None:
+    size = _params(item, f"input '{name}'").get("binary_data_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise BadRequest(f"input '{name}': binary_data_size must be a non-negative integer")
+    if size is not None and "data" in item:
+        raise BadRequest(f"input '{name}' has both 'data' and parameters.binary_data_size")
+    if size is None and "data" not in item:
+        raise BadRequest(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
+    return size
+
+
+def _input(spec: TensorSpec, item: dict[str, Any], chunk: memoryview) -> Array:
     name, want = spec.name, oip_datatype(spec.dtype)
     datatype, shape = item.get("datatype"), item.get("shape")
     if not isinstance(shape, list) or not all(
@@ -155,24 +170,10 @@ def _input(spec: TensorSpec, item: dict[str, Any], binary: memoryview,
     if datatype != want:
         raise InvalidInput(f"input '{name}': expected datatype {want} ({spec.dtype}) and shape "
                            f"{list(spec.shape)}, received datatype {datatype}")
-    probe = np.empty(tuple(shape) if math.prod(shape) == 0 else (0,) * len(shape))
-    check_array(spec, probe.reshape(shape) if probe.size == 0 and 0 in shape else
-                np.lib.stride_tricks.as_strided(np.zeros(1), tuple(shape), (0,) * len(shape)))
-    params = _params(item, f"input '{name}'")
-    size = params.get("binary_data_size")
-    if size is None:
-        if "data" not in item:
-            raise BadRequest(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
-        return _from_json(spec, item["data"], shape), offset
+    check_array(spec, np.broadcast_to(np.zeros((), np.int8), shape))  # shape only, no memory
     if "data" in item:
-        raise BadRequest(f"input '{name}' has both 'data' and parameters.binary_data_size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise BadRequest(f"input '{name}': binary_data_size must be a non-negative integer")
-    if offset + size > len(binary):
-        raise BadRequest(f"input '{name}': binary_data_size {size} at offset {offset} runs past "
-                         f"the end of the {len(binary)}-byte binary section (truncated body?)")
-    chunk = binary[offset:offset + size]
-    return _from_binary(spec, chunk, shape), offset + size
+        return _from_json(spec, item["data"], shape)
+    return _from_binary(spec, chunk, shape)
 
 
 def _from_binary(spec: TensorSpec, chunk: memoryview, shape: list[int]) -> Array:

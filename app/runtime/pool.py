@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,10 +14,17 @@ from typing import Any
 
 import numpy as np
 
+from app.errors import Conflict
 from app.runtime.codec import decode_inputs, encode_outputs
 from app.runtime.interpreter import LiteSession
 from app.runtime.serial import SerialExecutor
 from app.runtime.signatures import Signatures
+
+Arrays = dict[str, np.ndarray[Any, Any]]
+
+
+class SessionEvicted(Exception):
+    """The session left memory before this call ran; load it again and retry."""
 
 
 @dataclass(eq=False)
@@ -35,9 +44,13 @@ class LiveSession:
     flushed_steps: int = 0
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     last_used: float = field(default_factory=time.monotonic)
+    job_id: str | None = None
+    evicted: bool = False
+    recent_losses: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
 
     def call(self, signature: str, body: Any) -> dict[str, Any]:
         """Decode a JSON body, run a signature that does not train, encode its outputs."""
+        self.check_present()
         inputs = decode_inputs(self.signatures[signature], body, signature)
         return encode_outputs(self.lite.run(signature, inputs))
 
@@ -46,29 +59,71 @@ class LiveSession:
         inputs = decode_inputs(self.signatures["train"], body, "train")
         return encode_outputs(self.train_arrays(inputs)), self.steps
 
-    def train_arrays(self, inputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
-        """One train step on checked arrays."""
+    def train_arrays(self, inputs: Arrays) -> dict[str, Any]:
+        """One train step on checked arrays, unless a job owns the session."""
+        self.check_present()
+        if self.job_id is not None:
+            raise Conflict(f"session '{self.id}' is running job '{self.job_id}'; train calls "
+                           "wait until it ends or is cancelled (infer works meanwhile)")
+        return self._step(inputs)
+
+    def run_arrays(self, signature: str, inputs: Arrays) -> tuple[dict[str, Any], int]:
+        """Run any signature on checked arrays; a train step is counted like `train`."""
+        if signature == "train":
+            return self.train_arrays(inputs), self.steps
+        self.check_present()
+        return self.lite.run(signature, inputs), self.steps
+
+    def train_steps(self, batches: Iterator[Arrays], budget_s: float) -> list[float]:
+        """Train on batches until the iterator ends or budget_s has passed; the losses.
+
+        Jobs call this in chunks, so infer calls queued on the strand wait at most one chunk.
+        """
+        self.check_present()
+        deadline = time.perf_counter() + budget_s
+        losses: list[float] = []
+        for batch in batches:
+            self._step(batch)
+            losses.append(math.nan if self.last_loss is None else self.last_loss)
+            if time.perf_counter() >= deadline:
+                break
+        return losses
+
+    def _step(self, inputs: Arrays) -> dict[str, Any]:
         outputs = self.lite.run("train", inputs)
         self.steps += 1
         loss = outputs.get("loss")
         if loss is not None:
             self.last_loss = float(np.mean(loss))
+            self.recent_losses.append(self.last_loss)
         self.updated_at = datetime.now(UTC)
         return outputs
+
+    def check_present(self) -> None:
+        """Raise SessionEvicted if the session was dropped from memory meanwhile."""
+        if self.evicted:
+            raise SessionEvicted(self.id)
 
     @property
     def dirty(self) -> bool:
         """Steps taken since the last checkpoint."""
         return self.steps != self.saved_steps
 
+    @property
+    def busy(self) -> bool:
+        """A job owns it or calls are queued: not a candidate for eviction."""
+        return self.job_id is not None or self.strand.pending > 0
+
 
 class SessionPool:
     """The live sessions of this process and the threads that run them."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, max_live: int = 0) -> None:
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="interpreter")
+        self.max_live = max_live
         self._live: dict[str, LiveSession] = {}
         self._loading: dict[str, Future[LiveSession]] = {}
+        self._evicting: set[str] = set()
         self._lock = threading.Lock()
 
     def strand(self) -> SerialExecutor:
@@ -76,7 +131,7 @@ class SessionPool:
         return SerialExecutor(self.executor)
 
     def get(self, session_id: str) -> LiveSession | None:
-        """The live session, if loaded."""
+        """The live session, if loaded; marks it recently used."""
         live = self._live.get(session_id)
         if live is not None:
             live.last_used = time.monotonic()
@@ -113,10 +168,34 @@ class SessionPool:
         with self._lock:
             self._live[live.id] = live
 
-    def remove(self, session_id: str) -> LiveSession | None:
-        """Forget a live session (its interpreter is freed when its last call ends)."""
+    def remove(self, session_id: str, live: LiveSession | None = None) -> LiveSession | None:
+        """Forget a live session (only that object, when given); its interpreter is freed
+        when its last queued call ends."""
         with self._lock:
-            return self._live.pop(session_id, None)
+            self._evicting.discard(session_id)
+            current = self._live.get(session_id)
+            if current is None or (live is not None and current is not live):
+                return None
+            return self._live.pop(session_id)
+
+    def remove_mark(self, session_id: str) -> None:
+        """An eviction that did not happen: the session may be chosen again later."""
+        with self._lock:
+            self._evicting.discard(session_id)
+
+    def eviction_candidates(self) -> list[LiveSession]:
+        """Least recently used idle sessions beyond max_live, each returned once."""
+        if not self.max_live:
+            return []
+        with self._lock:
+            excess = len(self._live) - len(self._evicting) - self.max_live
+            if excess <= 0:
+                return []
+            idle = sorted((s for s in self._live.values()
+                           if s.id not in self._evicting and not s.busy),
+                          key=lambda s: s.last_used)[:excess]
+            self._evicting.update(s.id for s in idle)
+            return idle
 
     def all(self) -> list[LiveSession]:
         """A snapshot of the live sessions."""

@@ -16,6 +16,7 @@ from app.services.pages import Page, paginate
 
 def save(fleet: Fleet, live: LiveSession, *, kind: str, label: str | None = None) -> CheckpointRow:
     """Run the save signature and keep the file. Call inside the session's strand."""
+    live.check_present()
     ckpt_id = new_id("ckpt")
     path = fleet.settings.work_path / f"{ckpt_id}.ckpt"
     try:

@@ -10,7 +10,8 @@ from app.db.engine import Database
 from app.runtime.pool import SessionPool
 from app.runtime.signatures import Signatures
 from app.runtime.validator import ModelValidator
-from app.store import BlobStore, open_store
+from app.services.executor import JobExecutor
+from app.store import BlobStore
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Fleet:
     store: BlobStore
     pool: SessionPool
     validator: ModelValidator
+    jobs: JobExecutor = field(init=False)
     models: dict[str, LoadedModel] = field(default_factory=dict)
     models_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -40,20 +42,3 @@ class Fleet:
         self.validator.close()
         self.db.dispose()
 
-
-def build_fleet(settings: Settings) -> Fleet:
-    """Build every long-lived object from the settings."""
-    store = open_store(
-        settings.store_url,
-        endpoint=settings.s3_endpoint,
-        region=settings.s3_region,
-        access_key_id=settings.s3_access_key_id,
-        secret_access_key=settings.s3_secret_access_key,
-    )
-    return Fleet(
-        settings=settings,
-        db=Database(settings.database_url),
-        store=store,
-        pool=SessionPool(settings.runtime_workers),
-        validator=ModelValidator(settings.validate_timeout_seconds),
-    )

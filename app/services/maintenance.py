@@ -71,8 +71,9 @@ async def run_periodic(fleet: Fleet) -> None:
 
 
 async def shutdown(fleet: Fleet) -> None:
-    """Save every session with unsaved steps, then flush; called on SIGTERM."""
+    """Stop jobs (they stay resumable), save every session with unsaved steps, flush."""
     started = time.monotonic()
+    await asyncio.to_thread(fleet.jobs.shutdown)
     saved = await autosave_all(fleet)
     await asyncio.to_thread(flush_counters, fleet)
     log.info("shutdown: checkpointed %d session(s) in %.2f s", saved,

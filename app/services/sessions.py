@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from app.db.tables import CheckpointRow, SessionRow, new_id, utcnow
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
+from app.metrics import SESSION_EVICTIONS, SESSION_LOADS
 from app.runtime.interpreter import LiteSession
 from app.runtime.pool import LiveSession
 from app.services import checkpoints, models
@@ -81,6 +82,7 @@ def create(fleet: Fleet, *, user_id: str, model_id: str,
         db.add(row)
     live.updated_at = now
     fleet.pool.add(live)
+    evict_idle(fleet)
     return view(row, live)
 
 
@@ -117,29 +119,83 @@ def live(fleet: Fleet, *, session_id: str) -> LiveSession:
         head = None
         if row.head_checkpoint_id:
             head = checkpoints.get(fleet, checkpoint_id=row.head_checkpoint_id)
+        SESSION_LOADS.inc()
         return _build(fleet, session_id=row.id, user_id=row.user_id, model_id=row.model_id,
                       start=head)
 
-    return fleet.pool.get_or_load(session_id, load)
+    loaded = fleet.pool.get_or_load(session_id, load)
+    evict_idle(fleet)
+    return loaded
 
 
 def restore(fleet: Fleet, session: LiveSession, *, checkpoint_id: str) -> None:
-    """Load a checkpoint's weights into the session. Call inside the session's strand."""
+    """Load one of the user's checkpoints into the session. Call inside its strand."""
+    session.check_present()
+    if session.job_id is not None:
+        raise Conflict(f"session '{session.id}' is running job '{session.job_id}'")
     row = checkpoints.get_for(fleet, checkpoint_id=checkpoint_id, user_id=session.user_id,
                               model_id=session.model_id)
-    _restore_from(fleet, session.lite, row)
-    session.steps = session.saved_steps = session.flushed_steps = row.step
-    session.last_loss = row.loss
-    session.head_checkpoint_id = row.id
+    _load_state(fleet, session, row)
+
+
+def reset(fleet: Fleet, session: LiveSession, *, checkpoint_id: str | None) -> None:
+    """Put the session back to a checkpoint, or to the model's initial weights (None)."""
+    row = None
+    if checkpoint_id is not None:
+        row = checkpoints.get_for(fleet, checkpoint_id=checkpoint_id, user_id=session.user_id,
+                                  model_id=session.model_id)
+    _load_state(fleet, session, row)
+
+
+def _load_state(fleet: Fleet, session: LiveSession, row: CheckpointRow | None) -> None:
+    if row is None:
+        session.lite = LiteSession(models.load(fleet, model_id=session.model_id).data,
+                                   fleet.settings.interpreter_threads)
+    else:
+        _restore_from(fleet, session.lite, row)
+    step = row.step if row else 0
+    session.steps = session.saved_steps = session.flushed_steps = step
+    session.last_loss = row.loss if row else None
+    session.head_checkpoint_id = row.id if row else None
     session.updated_at = utcnow()
     with fleet.db.begin() as db:
         db.execute(update(SessionRow).where(SessionRow.id == session.id).values(
-            head_checkpoint_id=row.id, steps=row.step, last_loss=row.loss,
-            updated_at=session.updated_at))
+            head_checkpoint_id=session.head_checkpoint_id, steps=step,
+            last_loss=session.last_loss, updated_at=session.updated_at))
+
+
+def evict_idle(fleet: Fleet) -> int:
+    """Over the live cap: save (kind "auto") and drop the least recently used idle sessions.
+
+    The eviction runs in each session's strand, so calls queued before it still apply and
+    calls after it find the session gone and load it again from that checkpoint.
+    """
+    candidates = fleet.pool.eviction_candidates()
+    for live in candidates:
+        live.strand.submit(_evict, fleet, live)
+    return len(candidates)
+
+
+def _evict(fleet: Fleet, live: LiveSession) -> None:
+    done = False
+    try:
+        if not live.evicted and live.job_id is None:
+            if live.dirty:
+                checkpoints.save(fleet, live, kind="auto")
+            live.evicted = done = True
+            SESSION_EVICTIONS.inc()
+    finally:
+        if done:
+            fleet.pool.remove(live.id, live)
+        else:
+            fleet.pool.remove_mark(live.id)
 
 
 def delete(fleet: Fleet, *, session_id: str) -> None:
     """Forget a session; its checkpoints stay."""
+    live = fleet.pool.get(session_id)
+    if live is not None and live.job_id is not None:
+        raise Conflict(f"session '{session_id}' is running job '{live.job_id}'; cancel it first")
     with fleet.db.begin() as db:
         row = db.get(SessionRow, session_id)
         if row is None:

@@ -1,0 +1,56 @@
+"""A user's datasets: upload an .npz, list, read, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import Cursor, FleetDep, Limit, UserId
+from app.errors import PayloadTooLarge
+from app.schemas.common import ListOf
+from app.schemas.training import Dataset
+from app.services import datasets
+
+router = APIRouter(tags=["datasets"])
+
+
+@router.post("/v1/users/{user_id}/datasets", status_code=201, response_model=Dataset)
+async def upload_dataset(
+    fleet: FleetDep, user_id: UserId,
+    file: Annotated[UploadFile, File(description=".npz with arrays named after train inputs")],
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+    model_id: Annotated[str | None, Form(description="Check the arrays against this model's "
+                                                     "train signature now")] = None,
+) -> Dataset:
+    """Upload a dataset; arrays share their first dimension (the examples)."""
+    limit = fleet.settings.max_dataset_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"dataset file is over the limit of {limit} bytes")
+    row = await run_in_threadpool(datasets.create, fleet, user_id=user_id, name=name, data=data,
+                                  model_id=model_id)
+    return Dataset.model_validate(row)
+
+
+@router.get("/v1/users/{user_id}/datasets", response_model=ListOf[Dataset])
+def list_datasets(fleet: FleetDep, user_id: UserId, limit: Limit = 50,
+                  cursor: Cursor = None) -> ListOf[Dataset]:
+    """The user's datasets, newest first."""
+    page = datasets.get_all(fleet, user_id=user_id, limit=limit, cursor=cursor)
+    return ListOf[Dataset](items=[Dataset.model_validate(r) for r in page.items],
+                           next_cursor=page.next_cursor)
+
+
+@router.get("/v1/datasets/{dataset_id}", response_model=Dataset)
+def get_dataset(fleet: FleetDep, dataset_id: str) -> Dataset:
+    """One dataset."""
+    return Dataset.model_validate(datasets.get(fleet, dataset_id=dataset_id))
+
+
+@router.delete("/v1/datasets/{dataset_id}", status_code=204, response_class=Response)
+def delete_dataset(fleet: FleetDep, dataset_id: str) -> Response:
+    """Delete a dataset."""
+    datasets.delete(fleet, dataset_id=dataset_id)
+    return Response(status_code=204)

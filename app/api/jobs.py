@@ -1,0 +1,88 @@
+"""Training jobs: start, read, follow (Server-Sent Events), cancel, list, loss chart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import Cursor, FleetDep, Limit, UserId
+from app.schemas.common import ListOf
+from app.schemas.training import Job, JobCreate
+from app.services import charts, jobs
+from app.services.jobs import ACTIVE
+
+router = APIRouter(tags=["jobs"])
+EVENT_INTERVAL = 0.25
+
+
+@router.post("/v1/sessions/{session_id}/jobs", status_code=202, response_model=Job)
+def create_job(fleet: FleetDep, session_id: str, body: JobCreate, response: Response) -> Job:
+    """Queue epochs over a dataset; follow the Location header for progress."""
+    view = jobs.create(fleet, session_id=session_id, dataset_id=body.dataset_id,
+                       epochs=body.epochs, batch_size=body.batch_size, shuffle=body.shuffle,
+                       seed=body.seed)
+    response.headers["Location"] = f"/v1/jobs/{view.id}"
+    return Job.model_validate(view)
+
+
+@router.get("/v1/jobs/{job_id}", response_model=Job)
+def get_job(fleet: FleetDep, job_id: str) -> Job:
+    """A job with its progress and per-epoch losses."""
+    return Job.model_validate(jobs.get(fleet, job_id=job_id))
+
+
+@router.post("/v1/jobs/{job_id}/cancel", status_code=202, response_model=Job)
+def cancel_job(fleet: FleetDep, job_id: str) -> Job:
+    """Stop the job after its current step; it ends "cancelled"."""
+    return Job.model_validate(jobs.cancel(fleet, job_id=job_id))
+
+
+@router.get("/v1/users/{user_id}/jobs", response_model=ListOf[Job])
+def list_jobs(fleet: FleetDep, user_id: UserId, limit: Limit = 50,
+              cursor: Cursor = None) -> ListOf[Job]:
+    """The user's jobs, newest first."""
+    page = jobs.get_all(fleet, user_id=user_id, limit=limit, cursor=cursor)
+    return ListOf[Job](items=[Job.model_validate(v) for v in page.items],
+                       next_cursor=page.next_cursor)
+
+
+@router.get("/v1/jobs/{job_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def job_events(fleet: FleetDep, job_id: str, request: Request) -> StreamingResponse:
+    """Server-Sent Events: `progress` while the job runs, then one `end` with the final state."""
+    first = await run_in_threadpool(jobs.get, fleet, job_id=job_id)  # 404 before streaming
+
+    async def stream() -> AsyncIterator[bytes]:
+        view, seen = first, -1
+        while True:
+            data = Job.model_validate(view).model_dump(mode="json")
+            if view.status not in ACTIVE:
+                yield b"event: end\ndata: " + orjson.dumps(data) + b"\n\n"
+                return
+            state = fleet.jobs.state(job_id)
+            version = state.version if state else 0
+            if version != seen:
+                seen = version
+                yield b"event: progress\ndata: " + orjson.dumps(data) + b"\n\n"
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(EVENT_INTERVAL)
+            view = await run_in_threadpool(jobs.get, fleet, job_id=job_id)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/v1/jobs/{job_id}/loss.svg", response_class=Response,
+            responses={200: {"content": {"image/svg+xml": {}}}})
+def job_loss_chart(fleet: FleetDep, job_id: str) -> Response:
+    """The job's mean loss per epoch as an SVG line chart."""
+    view = jobs.get(fleet, job_id=job_id)
+    svg = charts.line_chart(view.metrics["epoch_loss"], title=f"job {job_id}: loss per epoch",
+                            xlabel="epoch")
+    return Response(svg, media_type="image/svg+xml")

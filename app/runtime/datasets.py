@@ -1,0 +1,71 @@
+"""Datasets as .npz archives: read safely, describe, check against a train signature."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from app.errors import InvalidInput
+from app.runtime.signatures import SignatureSpec, dtype_name, numpy_dtype
+
+_NUMERIC_KINDS = "fiub"
+
+
+def read_npz(data: bytes) -> dict[str, np.ndarray[Any, Any]]:
+    """Arrays of an .npz (no pickles); 422 for anything else."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise InvalidInput(f"file is not a readable .npz archive: {exc}") from None
+    if not arrays:
+        raise InvalidInput("the .npz archive holds no arrays")
+    return arrays
+
+
+def describe(arrays: dict[str, np.ndarray[Any, Any]]) -> tuple[int, dict[str, Any]]:
+    """Number of examples and {name: {shape, dtype}}; 422 unless the arrays line up."""
+    sizes = {}
+    for name, arr in arrays.items():
+        if arr.ndim == 0:
+            raise InvalidInput(f"array '{name}' is a scalar; every array needs an example axis")
+        if arr.dtype.kind not in _NUMERIC_KINDS:
+            raise InvalidInput(f"array '{name}' has dtype {arr.dtype}; numbers or bools only")
+        sizes[name] = arr.shape[0]
+    if len(set(sizes.values())) != 1:
+        raise InvalidInput(f"arrays differ in their first dimension: {sizes}")
+    n = next(iter(sizes.values()))
+    if n == 0:
+        raise InvalidInput("the dataset has no examples")
+    meta = {name: {"shape": list(a.shape), "dtype": dtype_name(a.dtype)}
+            for name, a in sorted(arrays.items())}
+    return n, meta
+
+
+def check_against(spec: SignatureSpec, arrays: dict[str, Any]) -> None:
+    """422 naming the array unless the arrays (name -> {shape, dtype}) fit the signature."""
+    missing = sorted(set(spec.inputs) - set(arrays))
+    extra = sorted(set(arrays) - set(spec.inputs))
+    if missing or extra:
+        names = ", ".join(f"'{n}'" for n in spec.inputs)
+        raise InvalidInput(
+            f"dataset arrays must be named after the train inputs ({names}); "
+            + "; ".join(p for p in (
+                f"missing {', '.join(repr(m) for m in missing)}" if missing else "",
+                f"unexpected {', '.join(repr(e) for e in extra)}" if extra else "") if p))
+    for name, t in spec.inputs.items():
+        shape, dtype = arrays[name]["shape"], arrays[name]["dtype"]
+        example, want = list(shape[1:]), list(t.shape[1:])
+        if len(example) != len(want) or any(w not in (-1, g) for w, g in zip(want, example,
+                                                                           strict=True)):
+            raise InvalidInput(f"array '{name}': examples have shape {example}, the train "
+                               f"input '{name}' expects {want} per example")
+        target = numpy_dtype(t.dtype)
+        got = np.dtype(dtype)
+        if got != target and not (got.kind in "iub" and target.kind in "iuf") and not (
+                got.kind == "f" and target.kind == "f"):
+            raise InvalidInput(f"array '{name}' has dtype {dtype}; the train input expects "
+                               f"{t.dtype}")

@@ -1,0 +1,231 @@
+"""Training jobs: epochs of a session over a dataset, with progress, cancel and resume."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from app.db.tables import JobRow, new_id, utcnow
+from app.errors import Conflict, InvalidInput, NotFound
+from app.runtime.epochs import epoch_batches, steps_per_epoch
+from app.runtime.pool import LiveSession
+from app.runtime.signatures import SignatureSpec
+from app.services import checkpoints, datasets, models, sessions
+from app.services.executor import JobState
+from app.services.fleet import Fleet
+from app.services.pages import Page, paginate
+
+log = logging.getLogger("fleetlite.jobs")
+ACTIVE = ("queued", "running")
+CHUNK_SECONDS = 0.02  # interpreter time per strand turn: infer calls wait at most this long
+
+
+@dataclass
+class JobView:
+    """A job as the API shows it: the row, with live progress where this process runs it."""
+
+    id: str
+    session_id: str
+    user_id: str
+    dataset_id: str
+    status: str
+    epochs: int
+    batch_size: int
+    shuffle: bool
+    seed: int
+    progress: dict[str, int]
+    metrics: dict[str, list[float]]
+    checkpoint_ids: list[str]
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def view(row: JobRow, state: JobState | None) -> JobView:
+    """Merge a row with the live state."""
+    live = state is not None and state.status in ACTIVE and row.status in ACTIVE
+    step = state.step if live and state else row.steps_done
+    epoch = (state.epoch if live and state else row.epochs_done)
+    losses = list(state.epoch_loss) if live and state else list(row.epoch_loss)
+    return JobView(
+        row.id, row.session_id, row.user_id, row.dataset_id,
+        state.status if live and state else row.status, row.epochs, row.batch_size,
+        row.shuffle, row.seed, {"epoch": epoch, "step": step, "total_steps": row.total_steps},
+        {"epoch_loss": losses},
+        list(state.checkpoint_ids) if live and state else list(row.checkpoint_ids),
+        row.error, row.created_at, row.started_at, row.finished_at)
+
+
+def create(fleet: Fleet, *, session_id: str, dataset_id: str, epochs: int, batch_size: int,
+           shuffle: bool, seed: int | None) -> JobView:
+    """Check everything a job needs up front, record it, and queue it."""
+    srow = sessions.get_row(fleet, session_id=session_id)
+    drow = datasets.get(fleet, dataset_id=dataset_id)
+    if drow.user_id != srow.user_id:
+        raise NotFound(f"dataset '{dataset_id}' not found")
+    spec = models.load(fleet, model_id=srow.model_id).signatures["train"]
+    datasets.check_against(spec, drow.arrays)
+    fixed = fixed_batch(spec)
+    if fixed is not None and batch_size != fixed:
+        raise InvalidInput(f"the model's train signature has a fixed batch of {fixed}; "
+                           f"batch_size must be {fixed}")
+    per_epoch = steps_per_epoch(drow.num_examples, batch_size, fixed is not None)
+    if per_epoch == 0:
+        raise InvalidInput(f"batch_size {batch_size} is larger than the dataset "
+                           f"({drow.num_examples} examples) and the batch dimension is fixed")
+    with fleet.db.begin() as db:
+        busy = db.scalar(select(JobRow.id).where(JobRow.session_id == session_id,
+                                                 JobRow.status.in_(ACTIVE)).limit(1))
+        if busy:
+            raise Conflict(f"session '{session_id}' already runs job '{busy}'")
+        row = JobRow(id=new_id("job"), session_id=session_id, user_id=srow.user_id,
+                     dataset_id=dataset_id, status="queued", epochs=epochs,
+                     batch_size=batch_size, shuffle=shuffle,
+                     seed=seed if seed is not None else int.from_bytes(os.urandom(4), "big"),
+                     total_steps=epochs * per_epoch, epoch_loss=[], checkpoint_ids=[])
+        db.add(row)
+    state = fleet.jobs.submit(row.id)
+    state.total_steps = row.total_steps
+    return view(row, state)
+
+
+def fixed_batch(spec: SignatureSpec) -> int | None:
+    """The fixed batch size of a train signature, or None when the batch is open."""
+    dims = {t.shape[0] for t in spec.inputs.values() if t.shape}
+    return None if -1 in dims or not dims else min(dims)
+
+
+def get_row(fleet: Fleet, *, job_id: str) -> JobRow:
+    """A job row, or 404."""
+    with fleet.db.begin() as db:
+        row = db.get(JobRow, job_id)
+    if row is None:
+        raise NotFound(f"job '{job_id}' not found")
+    return row
+
+
+def get(fleet: Fleet, *, job_id: str) -> JobView:
+    """A job with live progress."""
+    return view(get_row(fleet, job_id=job_id), fleet.jobs.state(job_id))
+
+
+def get_all(fleet: Fleet, *, user_id: str, limit: int, cursor: str | None) -> Page[JobView]:
+    """A user's jobs, newest first."""
+    with fleet.db.begin() as db:
+        page = paginate(db, select(JobRow).where(JobRow.user_id == user_id), JobRow.id,
+                        limit=limit, cursor=cursor)
+    return Page([view(r, fleet.jobs.state(r.id)) for r in page.items], page.next_cursor)
+
+
+def cancel(fleet: Fleet, *, job_id: str) -> JobView:
+    """Ask a job to stop after its current step; the session keeps what it learned."""
+    row = get_row(fleet, job_id=job_id)
+    if row.status in ACTIVE and not fleet.jobs.cancel(job_id):
+        _finish(fleet, job_id, "cancelled")  # queued in a process that is gone
+    return get(fleet, job_id=job_id)
+
+
+def resume_all(fleet: Fleet) -> int:
+    """At start: queue again every job a previous process left queued or running."""
+    with fleet.db.begin() as db:
+        ids = list(db.scalars(select(JobRow.id).where(JobRow.status.in_(ACTIVE))
+                              .order_by(JobRow.id)))
+    for job_id in ids:
+        fleet.jobs.submit(job_id)
+    return len(ids)
+
+
+def _save_row(fleet: Fleet, job_id: str, **values: object) -> None:
+    with fleet.db.begin() as db:
+        db.execute(update(JobRow).where(JobRow.id == job_id).values(**values))
+
+
+def _finish(fleet: Fleet, job_id: str, status: str, error: str | None = None) -> None:
+    _save_row(fleet, job_id, status=status, error=error, finished_at=utcnow())
+
+
+def run(fleet: Fleet, state: JobState) -> None:
+    """Run one job to an end state, or until the process stops (then it stays resumable)."""
+    row = get_row(fleet, job_id=state.job_id)
+    if row.status not in ACTIVE:
+        state.status = row.status
+        return
+    state.total_steps = row.total_steps
+    if state.cancel.is_set():
+        state.status = "cancelled"
+        _finish(fleet, row.id, "cancelled")
+        return
+    try:
+        live = sessions.live(fleet, session_id=row.session_id)
+    except NotFound:
+        state.status, state.error = "failed", "the session was deleted"
+        _finish(fleet, row.id, "failed", state.error)
+        return
+    live.job_id = row.id
+    try:
+        _run_epochs(fleet, state, row, live)
+    except Exception as exc:  # a job's failure is recorded, never raised into the executor
+        log.exception("job %s failed", row.id)
+        state.status, state.error = "failed", f"{type(exc).__name__}: {getattr(exc, 'detail', exc)}"
+        _finish(fleet, row.id, "failed", state.error)
+    finally:
+        live.job_id = None
+        state.touch()
+
+
+def _run_epochs(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession) -> None:
+    arrays = datasets.load_arrays(fleet, row=datasets.get(fleet, dataset_id=row.dataset_id),
+                                  model_id=live.model_id)
+    fixed = fixed_batch(live.signatures["train"]) is not None
+    resumed = row.started_at is not None
+    if resumed:  # back to the state after the last finished epoch, exactly
+        start = row.checkpoint_ids[-1] if row.checkpoint_ids else row.start_checkpoint_id
+        _strand(live, sessions.reset, fleet, live, checkpoint_id=start)
+    else:
+        if live.dirty:
+            _strand(live, checkpoints.save, fleet, live, kind="auto")
+        row.start_checkpoint_id = live.head_checkpoint_id
+        _save_row(fleet, row.id, status="running", started_at=utcnow(),
+                  start_checkpoint_id=row.start_checkpoint_id)
+    state.status = "running"
+    state.epoch_loss = list(row.epoch_loss)
+    state.checkpoint_ids = list(row.checkpoint_ids)
+    per_epoch = row.total_steps // row.epochs
+    state.step = row.epochs_done * per_epoch
+    for epoch in range(row.epochs_done, row.epochs):
+        state.epoch = epoch + 1
+        state.touch()
+        batches = epoch_batches(arrays, batch_size=row.batch_size, epoch=epoch, seed=row.seed,
+                                shuffle=row.shuffle, fixed_batch=fixed)
+        losses: list[float] = []
+        while len(losses) < per_epoch:
+            if state.stop.is_set():
+                return  # shutting down: stays "running" in the DB and resumes at start
+            if state.cancel.is_set():
+                state.status = "cancelled"
+                _finish(fleet, row.id, "cancelled")
+                return
+            chunk = _strand(live, live.train_steps, batches, CHUNK_SECONDS)
+            losses.extend(chunk)
+            state.step += len(chunk)
+            state.touch()
+        finite = [x for x in losses if not math.isnan(x)]
+        state.epoch_loss.append(sum(finite) / len(finite) if finite else float("nan"))
+        ckpt = _strand(live, checkpoints.save, fleet, live, kind="epoch",
+                       label=f"{row.id} epoch {epoch + 1}")
+        state.checkpoint_ids.append(ckpt.id)
+        _save_row(fleet, row.id, epochs_done=epoch + 1, steps_done=state.step,
+                  epoch_loss=list(state.epoch_loss), checkpoint_ids=list(state.checkpoint_ids))
+    state.status = "succeeded"
+    _finish(fleet, row.id, "succeeded")
+
+
+def _strand(live: LiveSession, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Run fn in the session's strand and wait: API calls on the session interleave FIFO."""
+    return live.strand.submit(fn, *args, **kwargs).result()

@@ -1,0 +1,268 @@
+"""``make bench``: the service beside the raw interpreter and tf.keras, in one run.
+
+Prints a table of steps/s with each service figure as a ratio to the raw interpreter
+measured in the same run, checks the targets, and writes bench/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+import models
+from app.runtime.interpreter import LiteSession
+from bench.harness import Rate, Service, measure
+
+BATCH = 32
+OUT = Path(__file__).resolve().parent / "results.json"
+
+
+def batches(name: str, n: int = 1, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Deterministic batches of train inputs for a model."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        if name == "mlp":
+            out.append({"x": rng.random((BATCH, 28, 28), dtype=np.float32),
+                        "y": np.eye(10, dtype=np.float32)[rng.integers(0, 10, BATCH)]})
+        else:
+            out.append({"image": rng.random((BATCH, 64, 64, 3), dtype=np.float32),
+                        "label": np.eye(10, dtype=np.float32)[rng.integers(0, 10, BATCH)]})
+    return out
+
+
+def infer_inputs(name: str, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"x": batch["x"]} if name == "mlp" else {"image": batch["image"]}
+
+
+def triton_inputs(arrays: dict[str, np.ndarray]) -> list[Any]:
+    import tritonclient.http as httpclient
+
+    out = []
+    for k, v in arrays.items():
+        t = httpclient.InferInput(k, list(v.shape), "FP32")
+        t.set_data_from_numpy(v, binary_data=True)
+        out.append(t)
+    return out
+
+
+def bench_raw(name: str, data: bytes, seconds: float) -> dict[str, Rate]:
+    lite = LiteSession(data)
+    b = batches(name)[0]
+    inf = infer_inputs(name, b)
+    return {"train": measure("raw interpreter train", lambda: lite.run("train", b), seconds=seconds),
+            "infer": measure("raw interpreter infer", lambda: lite.run("infer", inf),
+                             seconds=seconds)}
+
+
+def bench_keras(seconds: float) -> dict[str, Rate]:
+    """The same MLP in tf.keras: fit over a dataset and train_on_batch."""
+    import tensorflow as tf
+
+    keras = tf.keras
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    b = batches("mlp")[0]
+    out = {"train_on_batch": measure("tf.keras train_on_batch",
+                                     lambda: model.train_on_batch(b["x"], b["y"]),
+                                     seconds=seconds)}
+    steps = 400
+    ds = tf.data.Dataset.from_tensors((b["x"], b["y"])).repeat()
+    model.fit(ds, steps_per_epoch=50, epochs=1, verbose=0)
+    t0 = time.perf_counter()
+    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    out["fit"] = Rate("tf.keras fit", steps, time.perf_counter() - t0)
+    return out
+
+
+def create_session(api: httpx.Client, model_id: str, user: str = "bench") -> str:
+    r = api.post(f"/v1/users/{user}/sessions", json={"model_id": model_id})
+    r.raise_for_status()
+    return str(r.json()["id"])
+
+
+def bench_service(svc: Service, name: str, data: bytes, seconds: float) -> dict[str, Any]:
+    import tritonclient.http as httpclient
+
+    out: dict[str, Any] = {}
+    with httpx.Client(base_url=svc.url, timeout=120) as api:
+        model_id = api.post("/v1/models", files={"file": (f"{name}.tflite", data)},
+                            data={"name": name}).raise_for_status().json()["id"]
+        b = batches(name)[0]
+        inf = infer_inputs(name, b)
+        sid = create_session(api, model_id)
+        train_body = orjson.dumps({"inputs": b}, option=orjson.OPT_SERIALIZE_NUMPY)
+        infer_body = orjson.dumps({"inputs": inf}, option=orjson.OPT_SERIALIZE_NUMPY)
+        hdr = {"content-type": "application/json"}
+        out["json_train"] = measure("service JSON train (httpx)", lambda: api.post(
+            f"/v1/sessions/{sid}/train", content=train_body, headers=hdr).raise_for_status(),
+            seconds=seconds)
+        out["json_infer"] = measure("service JSON infer (httpx)", lambda: api.post(
+            f"/v1/sessions/{sid}/infer", content=infer_body, headers=hdr).raise_for_status(),
+            seconds=seconds)
+        client = httpclient.InferenceServerClient(url=f"127.0.0.1:{svc.port}/v1/sessions/{sid}")
+        tin, iin = triton_inputs(b), triton_inputs(inf)
+        out["binary_train"] = measure("service OIP binary train (tritonclient)",
+                                      lambda: client.infer("train", tin), seconds=seconds)
+        out["binary_infer"] = measure("service OIP binary infer (tritonclient)",
+                                      lambda: client.infer("infer", iin), seconds=seconds)
+        out["model_id"] = model_id
+    return out
+
+
+def check_infer_equal(svc: Service, name: str, data: bytes, model_id: str) -> bool:
+    """Train a session and a raw interpreter on the same batches: infer must match exactly."""
+    import tritonclient.http as httpclient
+
+    lite = LiteSession(data)
+    with httpx.Client(base_url=svc.url, timeout=120) as api:
+        sid = create_session(api, model_id, "equality")
+        client = httpclient.InferenceServerClient(url=f"127.0.0.1:{svc.port}/v1/sessions/{sid}")
+        for b in batches(name, 5, seed=7):
+            lite.run("train", b)
+            client.infer("train", triton_inputs(b))
+        probe = infer_inputs(name, batches(name, 1, seed=8)[0])
+        raw = lite.run("infer", probe)["output"]
+        binary = client.infer("infer", triton_inputs(probe)).as_numpy("output")
+        r = api.post(f"/v1/sessions/{sid}/infer", content=orjson.dumps(
+            {"inputs": probe}, option=orjson.OPT_SERIALIZE_NUMPY),
+            headers={"content-type": "application/json"})
+        js = np.asarray(r.raise_for_status().json()["outputs"]["output"], dtype=np.float32)
+    return bool(np.array_equal(raw, binary) and np.array_equal(raw, js))
+
+
+def _client_worker(port: int, sid: str, name: str, seconds: float, start_at: float,
+                   result: Any) -> None:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url=f"127.0.0.1:{port}/v1/sessions/{sid}")
+    tin = triton_inputs(batches(name)[0])
+    client.infer("train", tin)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        client.infer("train", tin)
+        n += 1
+    result.put(n / (time.perf_counter() - t0))
+
+
+def bench_parallel(svc: Service, name: str, model_id: str, seconds: float) -> dict[str, float]:
+    """Steps/s of one session driven by one client process, and of two at once."""
+    ctx = mp.get_context("spawn")
+    with httpx.Client(base_url=svc.url, timeout=120) as api:
+        sids = [create_session(api, model_id, f"par{i}") for i in range(2)]
+    out = {}
+    for n in (1, 2):
+        q = ctx.Queue()
+        start_at = time.time() + 3.0  # the spawned clients import numpy and tritonclient
+        procs = [ctx.Process(target=_client_worker, args=(svc.port, sids[i], name, seconds,
+                                                          start_at, q)) for i in range(n)]
+        for p in procs:
+            p.start()
+        rates = [q.get(timeout=seconds + 120) for _ in procs]
+        for p in procs:
+            p.join()
+        out[f"{n}_sessions_steps_per_s"] = float(sum(rates))
+    out["speedup"] = out["2_sessions_steps_per_s"] / out["1_sessions_steps_per_s"]
+    return out
+
+
+def bench_memory(svc: Service, model_id: str, n: int = 50) -> float:
+    """Resident MB added per live session."""
+    with httpx.Client(base_url=svc.url, timeout=120) as api:
+        sid = create_session(api, model_id, "mem0")
+        body = orjson.dumps({"inputs": batches("mlp")[0]}, option=orjson.OPT_SERIALIZE_NUMPY)
+        api.post(f"/v1/sessions/{sid}/train", content=body)
+        before = svc.rss_mb()
+        for i in range(n):
+            s = create_session(api, model_id, f"mem{i % 5}")
+            api.post(f"/v1/sessions/{s}/train", content=body,
+                     headers={"content-type": "application/json"}).raise_for_status()
+        return (svc.rss_mb() - before) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="fleetlite benchmarks")
+    parser.add_argument("--seconds", type=float, default=4.0, help="time per measured loop")
+    parser.add_argument("--quick", action="store_true", help="1 s loops, for a smoke run")
+    args = parser.parse_args()
+    seconds = 1.0 if args.quick else args.seconds
+    mlp, cnn = models.build_cached("mlp"), models.build_cached("cnn")
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                                           "platform": platform.platform()}}
+    rows: list[tuple[str, str, Rate | None, float | None, str]] = []
+
+    raw = bench_raw("mlp", mlp, seconds)
+    keras = bench_keras(seconds)
+    raw_cnn = bench_raw("cnn", cnn, seconds)
+    svc = Service()
+    try:
+        s_mlp = bench_service(svc, "mlp", mlp, seconds)
+        s_cnn = bench_service(svc, "cnn", cnn, seconds)
+        equal = (check_infer_equal(svc, "mlp", mlp, s_mlp["model_id"])
+                 and check_infer_equal(svc, "cnn", cnn, s_cnn["model_id"]))
+        par = bench_parallel(svc, "cnn", s_cnn["model_id"], max(seconds, 3.0))
+        mem = bench_memory(svc, s_mlp["model_id"])
+    finally:
+        svc.close()
+
+    def row(model: str, rate: Rate, base: Rate | None) -> None:
+        rows.append((model, rate.name, rate, rate.per_s / base.per_s if base else None, ""))
+
+    for k in ("train", "infer"):
+        row("mlp", raw[k], None)
+    for k in ("binary_train", "json_train"):
+        row("mlp", s_mlp[k], raw["train"])
+    for k in ("binary_infer", "json_infer"):
+        row("mlp", s_mlp[k], raw["infer"])
+    row("mlp", keras["fit"], raw["train"])
+    row("mlp", keras["train_on_batch"], raw["train"])
+    row("cnn", raw_cnn["train"], None)
+    for k in ("binary_train", "json_train"):
+        row("cnn", s_cnn[k], raw_cnn["train"])
+
+    targets = {
+        "mlp binary OIP train >= 0.30 x raw": s_mlp["binary_train"].per_s / raw["train"].per_s >= 0.30,
+        "mlp JSON train >= 0.10 x raw": s_mlp["json_train"].per_s / raw["train"].per_s >= 0.10,
+        "cnn service train >= 0.90 x raw": s_cnn["binary_train"].per_s / raw_cnn["train"].per_s >= 0.90,
+        "cnn two sessions from two clients >= 1.7 x one": par["speedup"] >= 1.7,
+        "service infer equals the raw interpreter exactly": equal,
+    }
+    print(f"\nfleetlite bench — batch {BATCH}, {os.cpu_count()} CPUs, {seconds:g} s per loop\n")
+    print(f"{'model':5} {'what':42} {'steps/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x raw':>7}")
+    for model, what, rate, ratio, _ in rows:
+        assert rate is not None
+        print(f"{model:5} {what:42} {rate.per_s:9.1f} {rate.pct(50):8.3f} {rate.pct(99):8.3f} "
+              f"{'' if ratio is None else f'{ratio:7.3f}'}")
+    print(f"\ncnn binary train, 1 session / 1 client: {par['1_sessions_steps_per_s']:.1f} steps/s;"
+          f" 2 sessions / 2 clients: {par['2_sessions_steps_per_s']:.1f} steps/s "
+          f"({par['speedup']:.2f}x)")
+    print(f"resident memory per live MLP session: {mem:.2f} MB")
+    print()
+    for t, ok in targets.items():
+        print(f"  [{'PASS' if ok else 'MISS'}] {t}")
+    results["rows"] = [{"model": m, "what": w, "steps_per_s": r.per_s, "p50_ms": r.pct(50),
+                        "p99_ms": r.pct(99), "ratio_to_raw": x} for m, w, r, x, _ in rows if r]
+    results["parallel_cnn"] = par
+    results["memory_mb_per_session"] = mem
+    results["targets"] = targets
+    OUT.write_text(json.dumps(results, indent=2, default=float))
+    print(f"\nwrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
