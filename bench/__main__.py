@@ -22,48 +22,20 @@ import orjson
 
 import models
 from app.runtime.interpreter import LiteSession
+from bench.clients import BATCH, batches, client_worker, infer_inputs, triton_inputs
 from bench.harness import Rate, Service, measure
 
-BATCH = 32
 OUT = Path(__file__).resolve().parent / "results.json"
-
-
-def batches(name: str, n: int = 1, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """Deterministic batches of train inputs for a model."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        if name == "mlp":
-            out.append({"x": rng.random((BATCH, 28, 28), dtype=np.float32),
-                        "y": np.eye(10, dtype=np.float32)[rng.integers(0, 10, BATCH)]})
-        else:
-            out.append({"image": rng.random((BATCH, 64, 64, 3), dtype=np.float32),
-                        "label": np.eye(10, dtype=np.float32)[rng.integers(0, 10, BATCH)]})
-    return out
-
-
-def infer_inputs(name: str, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {"x": batch["x"]} if name == "mlp" else {"image": batch["image"]}
-
-
-def triton_inputs(arrays: dict[str, np.ndarray]) -> list[Any]:
-    import tritonclient.http as httpclient
-
-    out = []
-    for k, v in arrays.items():
-        t = httpclient.InferInput(k, list(v.shape), "FP32")
-        t.set_data_from_numpy(v, binary_data=True)
-        out.append(t)
-    return out
 
 
 def bench_raw(name: str, data: bytes, seconds: float) -> dict[str, Rate]:
     lite = LiteSession(data)
     b = batches(name)[0]
     inf = infer_inputs(name, b)
-    return {"train": measure("raw interpreter train", lambda: lite.run("train", b), seconds=seconds),
-            "infer": measure("raw interpreter infer", lambda: lite.run("infer", inf),
-                             seconds=seconds)}
+    return {
+        "train": measure("raw interpreter train", lambda: lite.run("train", b), seconds=seconds),
+        "infer": measure("raw interpreter infer", lambda: lite.run("infer", inf), seconds=seconds),
+    }
 
 
 def bench_keras(seconds: float) -> dict[str, Rate]:
@@ -144,22 +116,6 @@ def check_infer_equal(svc: Service, name: str, data: bytes, model_id: str) -> bo
     return bool(np.array_equal(raw, binary) and np.array_equal(raw, js))
 
 
-def _client_worker(port: int, sid: str, name: str, seconds: float, start_at: float,
-                   result: Any) -> None:
-    import tritonclient.http as httpclient
-
-    client = httpclient.InferenceServerClient(url=f"127.0.0.1:{port}/v1/sessions/{sid}")
-    tin = triton_inputs(batches(name)[0])
-    client.infer("train", tin)
-    while time.time() < start_at:
-        time.sleep(0.001)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        client.infer("train", tin)
-        n += 1
-    result.put(n / (time.perf_counter() - t0))
-
-
 def bench_parallel(svc: Service, name: str, model_id: str, seconds: float) -> dict[str, float]:
     """Steps/s of one session driven by one client process, and of two at once."""
     ctx = mp.get_context("spawn")
@@ -169,7 +125,7 @@ def bench_parallel(svc: Service, name: str, model_id: str, seconds: float) -> di
     for n in (1, 2):
         q = ctx.Queue()
         start_at = time.time() + 3.0  # the spawned clients import numpy and tritonclient
-        procs = [ctx.Process(target=_client_worker, args=(svc.port, sids[i], name, seconds,
+        procs = [ctx.Process(target=client_worker, args=(svc.port, sids[i], name, seconds,
                                                           start_at, q)) for i in range(n)]
         for p in procs:
             p.start()
@@ -202,8 +158,8 @@ def main() -> None:
     args = parser.parse_args()
     seconds = 1.0 if args.quick else args.seconds
     mlp, cnn = models.build_cached("mlp"), models.build_cached("cnn")
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                                           "platform": platform.platform()}}
+    results: dict[str, Any] = {"machine": {
+        "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()}}
     rows: list[tuple[str, str, Rate | None, float | None, str]] = []
 
     raw = bench_raw("mlp", mlp, seconds)
@@ -235,10 +191,13 @@ def main() -> None:
     for k in ("binary_train", "json_train"):
         row("cnn", s_cnn[k], raw_cnn["train"])
 
+    def ratio(service: Rate, base: Rate) -> float:
+        return service.per_s / base.per_s
+
     targets = {
-        "mlp binary OIP train >= 0.30 x raw": s_mlp["binary_train"].per_s / raw["train"].per_s >= 0.30,
-        "mlp JSON train >= 0.10 x raw": s_mlp["json_train"].per_s / raw["train"].per_s >= 0.10,
-        "cnn service train >= 0.90 x raw": s_cnn["binary_train"].per_s / raw_cnn["train"].per_s >= 0.90,
+        "mlp binary OIP train >= 0.30 x raw": ratio(s_mlp["binary_train"], raw["train"]) >= 0.30,
+        "mlp JSON train >= 0.10 x raw": ratio(s_mlp["json_train"], raw["train"]) >= 0.10,
+        "cnn service train >= 0.90 x raw": ratio(s_cnn["binary_train"], raw_cnn["train"]) >= 0.90,
         "cnn two sessions from two clients >= 1.7 x one": par["speedup"] >= 1.7,
         "service infer equals the raw interpreter exactly": equal,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 
 import orjson
@@ -83,6 +84,6 @@ async def job_events(fleet: FleetDep, job_id: str, request: Request) -> Streamin
 def job_loss_chart(fleet: FleetDep, job_id: str) -> Response:
     """The job's mean loss per epoch as an SVG line chart."""
     view = jobs.get(fleet, job_id=job_id)
-    svg = charts.line_chart(view.metrics["epoch_loss"], title=f"job {job_id}: loss per epoch",
-                            xlabel="epoch")
+    losses = [math.nan if v is None else v for v in view.metrics["epoch_loss"]]  # keep x
+    svg = charts.line_chart(losses, title=f"job {job_id}: loss per epoch", xlabel="epoch")
     return Response(svg, media_type="image/svg+xml")

@@ -58,15 +58,20 @@ def decode_value(spec: TensorSpec, value: Any) -> np.ndarray[Any, Any]:
     target = numpy_dtype(spec.dtype)
     accepted = _KINDS_ACCEPTED.get(target.kind, (target.kind,))
     if raw.dtype.kind not in accepted and raw.size:
-        got = {"U": "string", "O": "mixed or null values", "b": "bool", "f": "float",
-               "i": "int", "u": "int"}.get(raw.dtype.kind, raw.dtype.name)
-        raise InvalidInput(
-            f"input '{spec.name}': expected dtype {spec.dtype}, received {got} values"
-        )
+        got = {"U": "string values", "O": "mixed or null values", "b": "bool values",
+               "f": "float values (or integers too large)", "i": "int values",
+               "u": "int values"}.get(raw.dtype.kind, f"{raw.dtype.name} values")
+        raise InvalidInput(f"input '{spec.name}': expected dtype {spec.dtype}, received {got}")
     if target.kind in "iu" and raw.size:
         info = np.iinfo(target)
         if raw.min() < info.min or raw.max() > info.max:
             raise InvalidInput(f"input '{spec.name}': values out of range for {spec.dtype}")
+    elif target.kind == "f" and raw.dtype.kind == "f" and raw.size and (
+            raw.dtype.itemsize > target.itemsize):
+        limit = float(np.finfo(target).max)
+        if float(np.max(np.abs(raw))) > limit:
+            raise InvalidInput(f"input '{spec.name}': values beyond ±{limit:.4g} do not fit "
+                               f"{spec.dtype}")
     arr = raw.astype(target, copy=False)
     check_array(spec, arr)
     return arr
@@ -91,7 +96,21 @@ def decode_inputs(
         raise InvalidInput('body must be a JSON object {"inputs": {"<name>": <array>}}')
     inputs = body["inputs"]
     check_names(spec, set(inputs), signature)
-    return {name: decode_value(spec.inputs[name], inputs[name]) for name in spec.inputs}
+    arrays = {name: decode_value(spec.inputs[name], inputs[name]) for name in spec.inputs}
+    check_batch(spec, arrays)
+    return arrays
+
+
+def check_batch(spec: SignatureSpec, arrays: dict[str, np.ndarray[Any, Any]]) -> None:
+    """422 unless inputs whose first dimension is open agree on it (the batch size).
+
+    TensorFlow would otherwise broadcast, e.g. one label row over a whole batch of images.
+    """
+    sizes = {n: a.shape[0] for n, a in arrays.items()
+             if spec.inputs[n].shape and spec.inputs[n].shape[0] == -1 and a.ndim}
+    if len(set(sizes.values())) > 1:
+        listed = ", ".join(f"'{n}' has {k}" for n, k in sizes.items())
+        raise InvalidInput(f"inputs disagree on the batch size (first dimension): {listed}")
 
 
 def encode_outputs(outputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:

@@ -14,13 +14,34 @@ from app.runtime.signatures import SignatureSpec, dtype_name, numpy_dtype
 _NUMERIC_KINDS = "fiub"
 
 
-def read_npz(data: bytes) -> dict[str, np.ndarray[Any, Any]]:
-    """Arrays of an .npz (no pickles); 422 for anything else."""
+def read_npz(data: bytes, max_bytes: int | None = None) -> dict[str, np.ndarray[Any, Any]]:
+    """Arrays of an .npz (no pickles, at most max_bytes unpacked); 422 naming what is wrong."""
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            unpacked = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise InvalidInput(f"file is not an .npz archive (a zip of .npy arrays): {exc}") from None
+    if max_bytes is not None and unpacked > max_bytes:  # a small zip can unpack to terabytes
+        raise InvalidInput(f"the .npz unpacks to {unpacked} bytes; the limit is {max_bytes}")
+    try:
+        npz = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise InvalidInput(f"file is not a readable .npz archive: {exc}") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise InvalidInput("file is a single .npy array, not an .npz archive of named arrays")
+    arrays = {}
+    with npz:
+        for name in npz.files:
+            try:
+                arr = npz[name]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError,
+                    MemoryError) as exc:
+                why = ("it holds Python objects, and pickles are refused"
+                       if "allow_pickle" in str(exc) else str(exc) or type(exc).__name__)
+                raise InvalidInput(f"array '{name}' cannot be read: {why}") from None
+            if not isinstance(arr, np.ndarray):
+                raise InvalidInput(f"archive member '{name}' is not an .npy array")
+            arrays[name] = arr
     if not arrays:
         raise InvalidInput("the .npz archive holds no arrays")
     return arrays

@@ -41,16 +41,21 @@ class LiteSession:
     def __init__(self, model_bytes: bytes, num_threads: int = 1) -> None:
         self._interpreter = load_interpreter(model_bytes, num_threads)
         self._runners: dict[str, Any] = {}
+        self._reported = ""  # the interpreter's error text only grows; report what is new
 
     def run(self, signature: str, inputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
         """Invoke a signature with checked inputs; interpreter errors become 422."""
-        runner = self._runners.get(signature)
-        if runner is None:
-            runner = self._runners[signature] = self._interpreter.get_signature_runner(signature)
         try:
+            runner = self._runners.get(signature)
+            if runner is None:
+                runner = self._runners[signature] = self._interpreter.get_signature_runner(
+                    signature)
             return runner(**inputs)  # type: ignore[no-any-return]
         except (RuntimeError, ValueError) as exc:
-            raise ModelExecutionError(f"signature '{signature}' failed: {exc}") from None
+            text = str(exc)
+            new = text[len(self._reported):] if text.startswith(self._reported) else text
+            self._reported = text
+            raise ModelExecutionError(f"signature '{signature}' failed: {new.strip()}") from None
 
     def save(self, path: Path) -> None:
         """Write the variables to a checkpoint file with the model's save signature."""

@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from app.errors import FleetliteError, InvalidInput, PayloadTooLarge
-from app.runtime.codec import check_array, check_names
+from app.runtime.codec import check_array, check_batch, check_names
 from app.runtime.signatures import SignatureSpec, TensorSpec, dtype_name, numpy_dtype
 
 OIP_DATATYPES = {
@@ -117,6 +117,7 @@ def parse_request(body: bytes, header_length: str | None, spec: SignatureSpec,
         inputs[name] = _input(spec.inputs[name], item, binary[offset:offset + (sizes[name] or 0)])
         offset += sizes[name] or 0
     req_id = header.get("id")
+    check_batch(spec, inputs)
     return InferRequest(None if req_id is None else str(req_id), inputs,
                         _requested(header, spec, model), _flag(params, "binary_data_output"))
 

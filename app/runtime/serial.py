@@ -24,35 +24,62 @@ class SerialExecutor:
         self._queue: deque[_Task] = deque()
         self._lock = threading.Lock()
         self._running = False
+        self._executing = 0
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Queue fn(*args, **kwargs) behind everything already submitted."""
         fut: Future[T] = Future()
         with self._lock:
             self._queue.append((fut, fn, args, kwargs))
-            if not self._running:
-                self._running = True
-                self._pool.submit(self._drain)
+            if self._running:
+                return fut
+            self._running = True
+        try:
+            self._pool.submit(self._drain)
+        except RuntimeError:  # the pool is shut down: nothing will ever run this queue
+            self._fail_all(RuntimeError("the runtime is shutting down"))
         return fut
 
     @property
     def pending(self) -> int:
         """Calls queued or running."""
         with self._lock:
-            return len(self._queue) + (1 if self._running else 0)
+            return len(self._queue) + self._executing
 
-    def _drain(self) -> None:
+    def _drain(self, batch: int | None = 64) -> None:
         # Run a bounded batch, then yield the pool thread so other sessions get a turn.
-        for _ in range(64):
+        ran = 0
+        while batch is None or ran < batch:
             with self._lock:
                 if not self._queue:
                     self._running = False
                     return
-                fut, fn, args, kwargs = self._queue.popleft()
-            if not fut.set_running_or_notify_cancel():
-                continue
+                task = self._queue.popleft()
+                self._executing = 1
+            try:
+                self._run(task)
+            finally:
+                with self._lock:
+                    self._executing = 0
+            ran += 1
+        try:
+            self._pool.submit(self._drain)
+        except RuntimeError:  # the pool is shutting down: finish the queue on this thread
+            self._drain(batch=None)
+
+    @staticmethod
+    def _run(task: _Task) -> None:
+        fut, fn, args, kwargs = task
+        if fut.set_running_or_notify_cancel():
             try:
                 fut.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # noqa: BLE001 - delivered to the caller
                 fut.set_exception(exc)
-        self._pool.submit(self._drain)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        with self._lock:
+            tasks, self._queue = list(self._queue), deque()
+            self._running = False
+        for fut, *_ in tasks:
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(exc)

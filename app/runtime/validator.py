@@ -9,8 +9,8 @@ import select
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
-from typing import IO
 
 from app.errors import InvalidModel
 from app.runtime.signatures import Signatures, signatures_from_json
@@ -42,26 +42,55 @@ class ModelValidator:
         """The model's signatures, or InvalidModel with the reason."""
         with self._lock:
             proc = self._ensure()
-            assert proc.stdin is not None and proc.stdout is not None
-            try:
-                proc.stdin.write(len(model).to_bytes(8, "big") + model)
-                proc.stdin.flush()
-                line = self._read_line(proc.stdout)
-            except (BrokenPipeError, OSError):
-                line = b""
+            line = self._exchange(proc, len(model).to_bytes(8, "big") + model)
             self._served += 1
-            if not line:
+            if line is None:
                 code = self._reap()
                 log.warning("model probe died (exit %s) on a %d-byte upload", code, len(model))
                 raise InvalidModel(
                     f"the model crashed the TFLite interpreter during its smoke run (exit {code})"
                 )
+            try:
+                reply = json.loads(line)
+                ok = bool(reply["ok"])
+            except (ValueError, KeyError, TypeError):
+                self._reap()
+                raise InvalidModel("the smoke run ended in an unreadable state") from None
             if self._served >= self._recycle_after:
                 self._reap()
-        reply = json.loads(line)
-        if not reply["ok"]:
-            raise InvalidModel(reply["reason"])
+        if not ok:
+            raise InvalidModel(str(reply.get("reason", "rejected")))
         return signatures_from_json(reply["signatures"])
+
+    def _exchange(self, proc: subprocess.Popen[bytes], payload: bytes) -> bytes | None:
+        """Send the request and read one reply line within the time limit; None if the
+        child died first. Non-blocking both ways, so a stuck child cannot stall us."""
+        assert proc.stdin is not None and proc.stdout is not None
+        out_fd, in_fd = proc.stdin.fileno(), proc.stdout.fileno()
+        os.set_blocking(out_fd, False)
+        deadline = time.monotonic() + self._timeout
+        view, sent, reply = memoryview(payload), 0, bytearray()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._reap()
+                raise InvalidModel(f"the smoke run did not finish within {self._timeout:g} s")
+            writing = [out_fd] if sent < len(view) else []
+            readable, writable, _ = select.select([in_fd], writing, [], remaining)
+            if writable:
+                try:
+                    sent += os.write(out_fd, view[sent:sent + (1 << 16)])
+                except BlockingIOError:
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    return None
+            if readable:
+                chunk = os.read(in_fd, 1 << 16)
+                if not chunk:
+                    return None
+                reply += chunk
+                if b"\n" in reply:
+                    return bytes(reply[:reply.index(b"\n")])
 
     def start(self) -> None:
         """Start the child now, so its TensorFlow import overlaps the server's start."""
@@ -73,19 +102,12 @@ class ModelValidator:
         with self._lock:
             self._reap()
 
-    def _read_line(self, stream: IO[bytes]) -> bytes:
-        ready, _, _ = select.select([stream], [], [], self._timeout)
-        if not ready:
-            self._reap()
-            raise InvalidModel(f"the smoke run did not finish within {self._timeout:g} s")
-        return stream.readline()
-
     def _ensure(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
             self._proc = subprocess.Popen(
                 self._command,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0,
                 env=env, start_new_session=True,
             )
             self._served = 0

@@ -55,7 +55,7 @@ class Job(Schema):
     shuffle: bool
     seed: int
     progress: JobProgress
-    metrics: dict[str, list[float]]
+    metrics: dict[str, list[float | None]]
     checkpoint_ids: list[str]
     error: str | None
     created_at: datetime

@@ -15,6 +15,7 @@ from app.runtime.signatures import numpy_dtype
 from app.services import models
 from app.services.fleet import Fleet
 from app.services.pages import Page, paginate
+from app.store.blobs import BlobNotFound
 
 
 def create(fleet: Fleet, *, user_id: str, name: str, data: bytes,
@@ -23,7 +24,7 @@ def create(fleet: Fleet, *, user_id: str, name: str, data: bytes,
     limit = fleet.settings.max_dataset_bytes
     if len(data) > limit:
         raise PayloadTooLarge(f"dataset file is {len(data)} bytes; the limit is {limit}")
-    num, meta = describe(read_npz(data))
+    num, meta = describe(read_npz(data, max_bytes=limit))
     if model_id:
         check_against(models.load(fleet, model_id=model_id).signatures["train"], meta)
     dataset_id = new_id("ds")
@@ -61,7 +62,12 @@ def load_arrays(fleet: Fleet, *, row: DatasetRow, model_id: str) -> dict[str, np
     """The arrays, checked against the model's train signature and cast to its dtypes."""
     spec = models.load(fleet, model_id=model_id).signatures["train"]
     check_against(spec, row.arrays)
-    arrays = read_npz(fleet.store.get(row.blob_key))
+    try:
+        data = fleet.store.get(row.blob_key)
+    except BlobNotFound:
+        raise NotFound(f"the file of dataset '{row.id}' is missing from the blob store "
+                       f"(key {row.blob_key})") from None
+    arrays = read_npz(data)
     return {n: np.ascontiguousarray(arrays[n], dtype=numpy_dtype(t.dtype))
             for n, t in spec.inputs.items()}
 

@@ -21,7 +21,7 @@ class JobState:
     epoch: int = 0
     step: int = 0
     total_steps: int = 0
-    epoch_loss: list[float] = field(default_factory=list)
+    epoch_loss: list[float | None] = field(default_factory=list)  # None: not finite
     checkpoint_ids: list[str] = field(default_factory=list)
     error: str | None = None
     version: int = 0

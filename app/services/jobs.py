@@ -19,10 +19,15 @@ from app.services import checkpoints, datasets, models, sessions
 from app.services.executor import JobState
 from app.services.fleet import Fleet
 from app.services.pages import Page, paginate
+from app.store.blobs import BlobNotFound
 
 log = logging.getLogger("fleetlite.jobs")
 ACTIVE = ("queued", "running")
 CHUNK_SECONDS = 0.02  # interpreter time per strand turn: infer calls wait at most this long
+
+
+class ResumeError(Exception):
+    """A job interrupted by a restart cannot continue where it was."""
 
 
 @dataclass
@@ -39,7 +44,7 @@ class JobView:
     shuffle: bool
     seed: int
     progress: dict[str, int]
-    metrics: dict[str, list[float]]
+    metrics: dict[str, list[float | None]]
     checkpoint_ids: list[str]
     error: str | None
     created_at: datetime
@@ -49,10 +54,11 @@ class JobView:
 
 def view(row: JobRow, state: JobState | None) -> JobView:
     """Merge a row with the live state."""
-    live = state is not None and state.status in ACTIVE and row.status in ACTIVE
+    # A queued state holds nothing yet (a resumed job's progress is in the row until it runs).
+    live = state is not None and state.status == "running" and row.status in ACTIVE
     step = state.step if live and state else row.steps_done
     epoch = (state.epoch if live and state else row.epochs_done)
-    losses = list(state.epoch_loss) if live and state else list(row.epoch_loss)
+    losses: list[float | None] = list(state.epoch_loss if live and state else row.epoch_loss)
     return JobView(
         row.id, row.session_id, row.user_id, row.dataset_id,
         state.status if live and state else row.status, row.epochs, row.batch_size,
@@ -146,8 +152,9 @@ def _save_row(fleet: Fleet, job_id: str, **values: object) -> None:
         db.execute(update(JobRow).where(JobRow.id == job_id).values(**values))
 
 
-def _finish(fleet: Fleet, job_id: str, status: str, error: str | None = None) -> None:
-    _save_row(fleet, job_id, status=status, error=error, finished_at=utcnow())
+def _finish(fleet: Fleet, job_id: str, status: str, error: str | None = None,
+            **values: object) -> None:
+    _save_row(fleet, job_id, status=status, error=error, finished_at=utcnow(), **values)
 
 
 def run(fleet: Fleet, state: JobState) -> None:
@@ -163,20 +170,29 @@ def run(fleet: Fleet, state: JobState) -> None:
         return
     try:
         live = sessions.live(fleet, session_id=row.session_id)
-    except NotFound:
-        state.status, state.error = "failed", "the session was deleted"
+    except Exception as exc:  # e.g. its head checkpoint's file is gone: fail, do not hang
+        log.exception("job %s: cannot load session %s", row.id, row.session_id)
+        state.status = "failed"
+        state.error = ("the session was deleted" if isinstance(exc, NotFound) else
+                       f"cannot load session '{row.session_id}': {_reason(exc)}")
         _finish(fleet, row.id, "failed", state.error)
+        state.touch()
         return
     live.job_id = row.id
     try:
         _run_epochs(fleet, state, row, live)
     except Exception as exc:  # a job's failure is recorded, never raised into the executor
         log.exception("job %s failed", row.id)
-        state.status, state.error = "failed", f"{type(exc).__name__}: {getattr(exc, 'detail', exc)}"
-        _finish(fleet, row.id, "failed", state.error)
+        state.status, state.error = "failed", _reason(exc)
+        _finish(fleet, row.id, "failed", state.error, steps_done=state.step)
     finally:
-        live.job_id = None
+        if live.job_id == row.id:  # a job started after this one ended owns it now
+            live.job_id = None
         state.touch()
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {getattr(exc, 'detail', exc)}"
 
 
 def _run_epochs(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession) -> None:
@@ -186,18 +202,23 @@ def _run_epochs(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession) -
     resumed = row.started_at is not None
     if resumed:  # back to the state after the last finished epoch, exactly
         start = row.checkpoint_ids[-1] if row.checkpoint_ids else row.start_checkpoint_id
-        _strand(live, sessions.reset, fleet, live, checkpoint_id=start)
+        try:
+            _strand(live, sessions.reset, fleet, live, checkpoint_id=start)
+        except (NotFound, BlobNotFound) as exc:
+            raise ResumeError(f"cannot resume after epoch {row.epochs_done}: checkpoint "
+                              f"'{start}' is gone ({_reason(exc)})") from None
     else:
         if live.dirty:
             _strand(live, checkpoints.save, fleet, live, kind="auto")
         row.start_checkpoint_id = live.head_checkpoint_id
         _save_row(fleet, row.id, status="running", started_at=utcnow(),
                   start_checkpoint_id=row.start_checkpoint_id)
-    state.status = "running"
     state.epoch_loss = list(row.epoch_loss)
     state.checkpoint_ids = list(row.checkpoint_ids)
     per_epoch = row.total_steps // row.epochs
     state.step = row.epochs_done * per_epoch
+    state.epoch = row.epochs_done
+    state.status = "running"  # last: views read the live state from now on
     for epoch in range(row.epochs_done, row.epochs):
         state.epoch = epoch + 1
         state.touch()
@@ -209,14 +230,15 @@ def _run_epochs(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession) -
                 return  # shutting down: stays "running" in the DB and resumes at start
             if state.cancel.is_set():
                 state.status = "cancelled"
-                _finish(fleet, row.id, "cancelled")
+                _finish(fleet, row.id, "cancelled", steps_done=state.step)
                 return
             chunk = _strand(live, live.train_steps, batches, CHUNK_SECONDS)
             losses.extend(chunk)
             state.step += len(chunk)
             state.touch()
-        finite = [x for x in losses if not math.isnan(x)]
-        state.epoch_loss.append(sum(finite) / len(finite) if finite else float("nan"))
+        known = [x for x in losses if not math.isnan(x)]  # NaN: the model reports no loss
+        mean = sum(known) / len(known) if known else None
+        state.epoch_loss.append(mean if mean is not None and math.isfinite(mean) else None)
         ckpt = _strand(live, checkpoints.save, fleet, live, kind="epoch",
                        label=f"{row.id} epoch {epoch + 1}")
         state.checkpoint_ids.append(ckpt.id)

@@ -67,10 +67,10 @@ class BlobStore:
                 # obstore.list is lazy: force the first request inside the try.
                 return list(result) if fn is obstore.list else result
             return fn(self._store, *args)
-        except NotFoundError as exc:
-            raise BlobNotFound(str(args[0] if args else "")) from exc
-        except FileNotFoundError as exc:
-            raise BlobNotFound(str(exc)) from exc
+        except (NotFoundError, FileNotFoundError) as exc:
+            if "NoSuchBucket" in str(exc):  # S3's 404 for the bucket itself: store trouble
+                raise StoreUnavailable(f"{self.description}: the bucket does not exist") from exc
+            raise BlobNotFound(str(args[0] if args else exc)) from exc
         except Exception as exc:  # obstore raises a family of errors for I/O trouble
             raise StoreUnavailable(f"{self.description}: {type(exc).__name__}: {exc}") from exc
 

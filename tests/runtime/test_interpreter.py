@@ -123,8 +123,6 @@ def test_inputs_the_interpreter_rejects_are_model_execution_errors_and_session_s
     assert np.array_equal(s.run("infer", {"x": x})["output"], reference)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the interpreter's error reporter is never cleared, "
-                   "so every later error detail repeats all earlier ones in the session")
 def test_error_detail_names_only_this_calls_failure(head_bytes: bytes, tmp_path: Path) -> None:
     s = LiteSession(head_bytes)
     features = np.zeros((2, 64), np.float32)
@@ -182,13 +180,11 @@ def test_live_session_rejected_input_does_not_count_a_step(
     assert "missing input(s) 'y'" in info.value.detail
     with pytest.raises(InvalidInput):
         session.train({"inputs": {"x": x.tolist(), "y": [[0.0] * 9] * 2}})
-    with pytest.raises(ModelExecutionError):  # passes the codec, the interpreter refuses
+    with pytest.raises(InvalidInput, match="batch size"):  # caught before the interpreter
         session.train({"inputs": {"x": x.tolist(), "y": [[0.0] * 10] * 3}})
     assert session.steps == 0 and session.last_loss is None and not session.dirty
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: batch sizes of different inputs are not compared; "
-                   "TF broadcasts one label row over the whole batch and trains on it")
 def test_live_session_mismatched_batch_sizes_do_not_train(
         mlp_bytes: bytes, mlp_signatures: Signatures, strand_pool: ThreadPoolExecutor) -> None:
     session = live(mlp_bytes, mlp_signatures, strand_pool)

@@ -213,17 +213,12 @@ def test_child_is_recycled_after_recycle_after_requests(make_validator: Factory)
     assert child_pid(v) != pid
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a reply line that is not JSON escapes as "
-                   "json.JSONDecodeError (a 500) instead of InvalidModel")
 def test_child_answering_garbage_is_invalid_model(make_validator: Factory) -> None:
     v = make_validator(10.0, command=FAKE)
     with pytest.raises(InvalidModel):
         v.validate(b"garbage")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the time limit covers only the reply; writing a "
-                   "model larger than the pipe buffer to a child that is not reading blocks "
-                   "until the child exits")
 def test_time_limit_covers_sending_the_model(make_validator: Factory) -> None:
     # A child stuck before it reads (say, in its TensorFlow import), sleeping 3 s.
     v = make_validator(0.5, command=[sys.executable, "-c", "import time; time.sleep(3)"])

@@ -166,8 +166,6 @@ def test_missing_bucket_ping_is_store_unavailable(no_bucket: BlobStore) -> None:
         no_bucket.ping()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: S3 answers 404 NoSuchBucket, obstore raises "
-                   "NotFoundError, and BlobStore maps it to BlobNotFound, even for put")
 def test_missing_bucket_put_is_store_unavailable(no_bucket: BlobStore) -> None:
     with pytest.raises(StoreUnavailable):
         no_bucket.put("models/m.tflite", b"data")

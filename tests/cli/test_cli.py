@@ -1,0 +1,296 @@
+"""The `fleetlite` command line against a real server, in-process through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner, Result
+
+from app.cli import app
+from app.cli.api import Api
+from tests.helpers import LiveServer
+
+ROOT = Path(__file__).resolve().parents[2]
+USER = "cli-user"
+EPOCH_ROW = re.compile(r"^(\d+)\s+(\d+\.\d{4})\s+(ckpt_\w+)$", re.M)
+
+
+def cli(server: LiveServer, *args: str) -> Result:
+    """Run `fleetlite --url <server> args...` in-process."""
+    return CliRunner().invoke(app, ["--url", server.url, *args])
+
+
+def ok(result: Result) -> Result:
+    """Assert exit code 0 and return the result."""
+    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
+    return result
+
+
+def field(text: str, key: str) -> str:
+    """The value of a `key   value` line of the human output."""
+    found = re.search(rf"^{re.escape(key)}\s+(\S+)", text, re.M)
+    assert found, (key, text)
+    return found.group(1)
+
+
+def while_running(client: httpx.Client, action: Callable[[dict[str, Any]], object]
+                  ) -> threading.Thread:
+    """A thread that calls action(job) once USER has a running job."""
+    def watch() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            running = [j for j in client.get(f"/v1/users/{USER}/jobs").json()["items"]
+                       if j["status"] == "running" and j["progress"]["step"] > 0]
+            if running:
+                action(running[0])
+                return
+            time.sleep(0.05)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory, mlp_bytes: bytes) -> Path:
+    """A directory with mlp.tflite and digits.npz (x [200,28,28], y one-hot [200,10])."""
+    root = tmp_path_factory.mktemp("cli-files")
+    (root / "mlp.tflite").write_bytes(mlp_bytes)
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 28, 28), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 200)]
+    np.savez(root / "digits.npz", x=x, y=y)
+    return root
+
+
+@pytest.fixture(scope="module")
+def upload_result(server: LiveServer, files: Path) -> Result:
+    """`models upload` of the MLP (one smoke run per module)."""
+    return ok(cli(server, "models", "upload", str(files / "mlp.tflite"), "--name", "mlp-cli"))
+
+
+@pytest.fixture(scope="module")
+def model_id(upload_result: Result) -> str:
+    """The id the upload printed."""
+    return field(upload_result.stdout, "model")
+
+
+@pytest.fixture(scope="module")
+def dataset_id(server: LiveServer, files: Path, model_id: str) -> str:
+    """The .npz uploaded for USER, checked against the model."""
+    out = ok(cli(server, "datasets", "upload", USER, str(files / "digits.npz"),
+                 "--model", model_id)).stdout
+    assert field(out, "examples") == "200"
+    assert re.search(r"^\s+x\s+float32\[200,28,28\]$", out, re.M), out
+    return field(out, "dataset")
+
+
+@pytest.fixture
+def session_id(server: LiveServer, model_id: str) -> str:
+    """A fresh session of USER on the MLP."""
+    return field(ok(cli(server, "sessions", "create", USER, "--model", model_id)).stdout,
+                 "session")
+
+
+def test_models_upload_prints_id_name_and_signatures(
+        upload_result: Result, model_id: str, server: LiveServer,
+        client: httpx.Client) -> None:
+    out = upload_result.stdout
+    assert field(out, "name") == "mlp-cli"
+    assert re.search(r"^\s+train\s+x float32\[-1,28,28\], y float32\[-1,10\] -> loss float32\[\]$",
+                     out, re.M), out
+    for signature in ("infer", "save", "restore"):
+        assert re.search(rf"^\s+{signature}\s+\S", out, re.M), out
+    assert client.get(f"/v1/models/{model_id}").json()["name"] == "mlp-cli"
+    assert model_id in ok(cli(server, "models", "list")).stdout
+    page = json.loads(ok(cli(server, "--json", "models", "list")).stdout)
+    assert model_id in [m["id"] for m in page["items"]]
+
+
+def test_sessions_create_show_list(server: LiveServer, client: httpx.Client,
+                                   session_id: str, model_id: str) -> None:
+    out = ok(cli(server, "sessions", "show", session_id)).stdout
+    assert field(out, "user") == USER and field(out, "model") == model_id
+    assert field(out, "steps") == "0"
+    raw = json.loads(ok(cli(server, "--json", "sessions", "show", session_id)).stdout)
+    assert raw == client.get(f"/v1/sessions/{session_id}").json()
+    assert session_id in ok(cli(server, "sessions", "list", USER)).stdout
+
+
+def test_datasets_list(server: LiveServer, dataset_id: str) -> None:
+    out = ok(cli(server, "datasets", "list", USER)).stdout
+    assert dataset_id in out and "digits" in out
+
+
+def test_jobs_run_follows_the_job_to_success(server: LiveServer, client: httpx.Client,
+                                             session_id: str, dataset_id: str) -> None:
+    result = ok(cli(server, "jobs", "run", session_id, "--dataset", dataset_id, "--epochs", "2",
+                    "--batch-size", "32", "--seed", "3"))
+    out = result.stdout
+    job_id = re.search(r"^job (job_\w+) succeeded", out, re.M).group(1)  # type: ignore[union-attr]
+    assert "steps" in out and "last epoch loss" in out  # the progress bar's last frame
+    rows = EPOCH_ROW.findall(out)
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded"
+    assert [int(r[0]) for r in rows] == [1, 2]
+    assert [r[1] for r in rows] == [f"{v:.4f}" for v in job["metrics"]["epoch_loss"]]
+    assert [r[2] for r in rows] == job["checkpoint_ids"]
+    chart = field(out, "loss chart")
+    assert chart == f"{server.url}/v1/jobs/{job_id}/loss.svg"
+    assert httpx.get(chart).headers["content-type"].startswith("image/svg+xml")
+    shown = ok(cli(server, "jobs", "show", job_id)).stdout
+    assert f"job {job_id} succeeded" in shown and EPOCH_ROW.findall(shown) == rows
+
+
+def test_jobs_run_json_and_detach(server: LiveServer, client: httpx.Client,
+                                  session_id: str, dataset_id: str) -> None:
+    args = ("jobs", "run", session_id, "--dataset", dataset_id, "--epochs", "1",
+            "--batch-size", "50", "--no-shuffle")
+    final = json.loads(ok(cli(server, "--json", *args)).stdout)
+    assert final["status"] == "succeeded" and final["shuffle"] is False
+    assert final == client.get(f"/v1/jobs/{final['id']}").json()
+    started = json.loads(ok(cli(server, "--json", *args, "--detach")).stdout)
+    assert started["status"] in ("queued", "running", "succeeded")
+    deadline = time.monotonic() + 30
+    while client.get(f"/v1/jobs/{started['id']}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert started["id"] in ok(cli(server, "jobs", "list", USER)).stdout
+
+
+def test_jobs_run_exits_1_when_the_job_is_cancelled(server: LiveServer, client: httpx.Client,
+                                                    session_id: str, dataset_id: str) -> None:
+    canceller = while_running(client, lambda job: ok(cli(server, "jobs", "cancel", job["id"])))
+    result = cli(server, "jobs", "run", session_id, "--dataset", dataset_id,
+                 "--epochs", "5000", "--batch-size", "32")
+    canceller.join()
+    assert result.exit_code == 1, result.output
+    job_id = re.search(r"^job (job_\w+) cancelled", result.stdout, re.M).group(1)  # type: ignore[union-attr]
+    assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+
+
+def test_ctrl_c_while_following_cancels_the_job_and_exits_130(
+        server: LiveServer, client: httpx.Client, session_id: str, dataset_id: str) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "--url", server.url, "jobs", "run", session_id,
+         "--dataset", dataset_id, "--epochs", "5000", "--batch-size", "32"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    seen: list[dict[str, Any]] = []
+    while_running(client, lambda job: seen.append(job)).join()
+    assert seen, "the job never ran"
+    time.sleep(0.3)  # let the child be inside the event stream
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    assert f"cancel job {seen[0]['id']}" in err and "Traceback" not in err
+    deadline = time.monotonic() + 30
+    while (status := client.get(f"/v1/jobs/{seen[0]['id']}").json()["status"]) != "cancelled":
+        assert status == "running" and time.monotonic() < deadline, status
+        time.sleep(0.05)
+
+
+def test_checkpoints_create_list_download(server: LiveServer, client: httpx.Client,
+                                          session_id: str, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    out = ok(cli(server, "checkpoints", "create", session_id, "--label", "from-cli")).stdout
+    ckpt = field(out, "checkpoint")
+    assert field(out, "label") == "from-cli" and field(out, "kind") == "manual"
+    listed = ok(cli(server, "checkpoints", "list", USER, "--session", session_id)).stdout
+    assert ckpt in listed and "from-cli" in listed
+    expected = client.get(f"/v1/checkpoints/{ckpt}/file").content
+
+    target = tmp_path / "mine.ckpt"
+    ok(cli(server, "checkpoints", "download", ckpt, "-o", str(target)))
+    assert target.read_bytes() == expected
+    monkeypatch.chdir(tmp_path)
+    assert "verified" in ok(cli(server, "checkpoints", "download", ckpt)).stdout
+    assert (tmp_path / f"{ckpt}.ckpt").read_bytes() == expected
+
+
+def test_download_refuses_a_file_whose_sha256_differs(
+        server: LiveServer, session_id: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt = field(ok(cli(server, "checkpoints", "create", session_id)).stdout, "checkpoint")
+    real = Api.json
+
+    def wrong_sha(self: Api, method: str, path: str, **kwargs: Any) -> Any:
+        body = real(self, method, path, **kwargs)
+        return {**body, "sha256": "0" * 64} if path == f"/v1/checkpoints/{ckpt}" else body
+
+    monkeypatch.setattr(Api, "json", wrong_sha)
+    target = tmp_path / "bad.ckpt"
+    result = cli(server, "checkpoints", "download", ckpt, "-o", str(target))
+    assert result.exit_code == 2
+    assert "checksum mismatch" in result.stderr and "0" * 64 in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_server_errors_print_the_detail_and_exit_2(server: LiveServer,
+                                                   client: httpx.Client) -> None:
+    detail = client.get("/v1/sessions/ses_nope").json()["detail"]
+    result = cli(server, "sessions", "show", "ses_nope")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {detail}"
+    assert result.stdout == "" and "Traceback" not in result.output
+    bad_user = cli(server, "sessions", "list", "no/such user")
+    assert bad_user.exit_code == 2 and bad_user.stderr.startswith("error: ")
+    job = cli(server, "jobs", "run", "ses_nope", "--dataset", "ds_nope", "--epochs", "1",
+              "--batch-size", "1")
+    assert job.exit_code == 2 and "ses_nope" in job.stderr
+
+
+def test_a_closed_port_says_the_server_is_not_running() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    result = CliRunner().invoke(app, ["--url", url, "models", "list"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: cannot connect to {url}")
+    assert "is the server running?" in result.stderr and "Traceback" not in result.output
+
+
+def test_url_and_token_come_from_the_environment(server: LiveServer,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[httpx.Request] = []
+    real_send = httpx.Client.send
+
+    def record(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        sent.append(request)
+        return real_send(self, request, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "send", record)
+    result = CliRunner().invoke(app, ["models", "list"],
+                                env={"FLEETLITE_URL": server.url, "FLEETLITE_TOKEN": "s3cret"})
+    ok(result)
+    assert str(sent[0].url).startswith(server.url)
+    assert sent[0].headers["authorization"] == "Bearer s3cret"
+
+
+def test_sse_parser_reads_events_comments_and_multiline_data() -> None:
+    from app.cli.jobs import sse
+
+    body = (b": keep-alive\n\nevent: progress\ndata: {\"a\":\ndata: 1}\n\n"
+            b"data: {\"b\": 2}\n\nevent: end\ndata:{\"c\": 3}\n\n")
+    assert list(sse(httpx.Response(200, content=body))) == [
+        ("progress", {"a": 1}), ("message", {"b": 2}), ("end", {"c": 3})]
+
+
+def test_long_jobs_list_the_first_and_last_epochs() -> None:
+    from app.cli.jobs import epoch_rows
+
+    assert epoch_rows(3) == [0, 1, 2]
+    assert epoch_rows(300) == [0, 1, 2, 3, 4, None, *range(285, 300)]
