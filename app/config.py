@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     max_live_sessions: int = Field(
         0, ge=0, description="Interpreters kept in memory (0: no cap); the least recently "
         "used idle session is saved and dropped, and loads again on its next call")
+    inline_call_ms: float = Field(
+        1.0, ge=0, description="Calls on an idle session that average under this many ms run "
+        "on the event loop instead of a thread (0: always a thread)")
     interpreter_threads: int = Field(1, ge=1, description="Threads inside each interpreter")
     runtime_threads: int = Field(
         0, ge=0, description="Threads that run interpreter calls (0: 2 x CPU cores, at least 4)"

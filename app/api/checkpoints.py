@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response
@@ -23,8 +24,9 @@ async def create_checkpoint(
 ) -> Checkpoint:
     """Run the save signature and keep the file under the user's key prefix."""
     label = body.label if body else None
-    row = await on_session(fleet, session_id, lambda s: s.strand.submit(
-        checkpoints.save, fleet, s, kind="manual", label=label))
+    row = await on_session(
+        fleet, session_id,
+        lambda s: partial(checkpoints.save, fleet, s, kind="manual", label=label), inline=False)
     CHECKPOINTS.labels("manual").inc()
     return Checkpoint.model_validate(row)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -49,13 +48,21 @@ async def read_json(request: Request) -> Any:
 
 
 async def on_session(fleet: Fleet, session_id: str,
-                     call: Callable[[LiveSession], Future[T]]) -> T:
-    """Submit call(live) to the session's strand and await it; if the session was evicted
-    before the call ran, load it again (from the checkpoint the eviction wrote) and retry."""
+                     call: Callable[[LiveSession], Callable[[], T]], *,
+                     inline: bool = True) -> T:
+    """Run call(live)() in the session's strand, in arrival order, and return its result.
+
+    Cheap calls on an idle session run right here (see SerialExecutor.run_or_submit);
+    others, and anything doing I/O (inline=False), go to the interpreter threads. If the
+    session was evicted before the call ran, it is loaded again (from the checkpoint the
+    eviction wrote) and the call is retried.
+    """
+    inline_below = fleet.settings.inline_call_ms / 1000 if inline else 0.0
     for _ in range(5):
         live = await live_session(fleet, session_id)
+        fut = live.strand.run_or_submit(call(live), inline_below=inline_below)
         try:
-            return await asyncio.wrap_future(call(live))
+            return fut.result() if fut.done() else await asyncio.wrap_future(fut)
         except SessionEvicted:
             continue
     raise ServiceUnavailable(f"session '{session_id}' is being evicted and loaded repeatedly; "

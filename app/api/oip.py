@@ -7,6 +7,7 @@ runs a counted train step in the session's strand, like POST /v1/sessions/{id}/t
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -127,7 +128,7 @@ async def _infer(fleet: FleetDep, session_id: str, name: str, version: str | Non
                                 fleet.settings.max_request_bytes)
     parsed = oip_codec.parse_request(body, request.headers.get(HEADER_LENGTH), spec, name)
     outputs, step = await on_session(
-        fleet, session_id, lambda s: s.strand.submit(s.run_arrays, name, parsed.inputs))
+        fleet, session_id, lambda s: partial(s.run_arrays, name, parsed.inputs))
     params: dict[str, Any] | None = None
     if name == "train":
         TRAIN_STEPS.inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, Response
@@ -63,7 +64,7 @@ def delete_session(fleet: FleetDep, session_id: str) -> Response:
 async def train(fleet: FleetDep, session_id: str, request: Request) -> Response:
     """One train step; calls on one session apply one at a time in arrival order."""
     body = await read_json(request)
-    outputs, step = await on_session(fleet, session_id, lambda s: s.strand.submit(s.train, body))
+    outputs, step = await on_session(fleet, session_id, lambda s: partial(s.train, body))
     TRAIN_STEPS.inc()
     return json_response({"outputs": outputs, "step": step})
 
@@ -95,7 +96,7 @@ async def _call(fleet: FleetDep, session_id: str, signature: str, request: Reque
         raise NotFound(f"model '{live.model_id}' has no signature '{signature}' "
                        f"(it has {', '.join(sorted(live.signatures))})")
     outputs = await on_session(fleet, session_id,
-                               lambda s: s.strand.submit(s.call, signature, body))
+                               lambda s: partial(s.call, signature, body))
     SIGNATURE_CALLS.labels(signature).inc()
     return json_response({"outputs": outputs})
 
@@ -104,8 +105,10 @@ async def _call(fleet: FleetDep, session_id: str, signature: str, request: Reque
 async def restore_session(fleet: FleetDep, session_id: str,
                           body: Annotated[RestoreRequest, Body()]) -> Session:
     """Load one of the user's checkpoints of the same model into the session."""
-    await on_session(fleet, session_id, lambda s: s.strand.submit(
-        sessions.restore, fleet, s, checkpoint_id=body.checkpoint_id))
+    await on_session(
+        fleet, session_id,
+        lambda s: partial(sessions.restore, fleet, s, checkpoint_id=body.checkpoint_id),
+        inline=False)
     view = await run_in_threadpool(sessions.get, fleet, session_id=session_id)
     return Session.model_validate(view)
 

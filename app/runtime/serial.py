@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -25,6 +26,7 @@ class SerialExecutor:
         self._lock = threading.Lock()
         self._running = False
         self._executing = 0
+        self.avg_seconds = 0.0  # moving average of call durations, for run_or_submit
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Queue fn(*args, **kwargs) behind everything already submitted."""
@@ -38,6 +40,34 @@ class SerialExecutor:
             self._pool.submit(self._drain)
         except RuntimeError:  # the pool is shut down: nothing will ever run this queue
             self._fail_all(RuntimeError("the runtime is shutting down"))
+        return fut
+
+    def run_or_submit(self, fn: Callable[[], T], *, inline_below: float) -> Future[T]:
+        """Run fn on this thread when the strand is idle and its calls average under
+        inline_below seconds; queue it otherwise. The result is a Future either way.
+
+        A sub-millisecond interpreter call costs less than the two thread hand-offs a
+        pool needs, so the event loop runs it itself; slow models still go to the pool.
+        """
+        with self._lock:
+            inline = not self._running and self.avg_seconds < inline_below
+            if inline:
+                self._running, self._executing = True, 1
+        if not inline:
+            return self.submit(fn)
+        fut: Future[T] = Future()
+        try:
+            self._run((fut, fn, (), {}))
+        finally:
+            with self._lock:
+                self._executing = 0
+                self._running = bool(self._queue)
+                more = self._running
+            if more:  # calls queued by other threads meanwhile
+                try:
+                    self._pool.submit(self._drain)
+                except RuntimeError:
+                    self._drain(batch=None)
         return fut
 
     @property
@@ -67,14 +97,15 @@ class SerialExecutor:
         except RuntimeError:  # the pool is shutting down: finish the queue on this thread
             self._drain(batch=None)
 
-    @staticmethod
-    def _run(task: _Task) -> None:
+    def _run(self, task: _Task) -> None:
         fut, fn, args, kwargs = task
         if fut.set_running_or_notify_cancel():
+            started = time.perf_counter()
             try:
                 fut.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # noqa: BLE001 - delivered to the caller
                 fut.set_exception(exc)
+            self.avg_seconds += 0.2 * (time.perf_counter() - started - self.avg_seconds)
 
     def _fail_all(self, exc: BaseException) -> None:
         with self._lock:
