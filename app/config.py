@@ -6,7 +6,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     validate_timeout_seconds: float = Field(
         60.0, gt=0, description="Time allowed for the smoke run of an uploaded model"
     )
+    admin_token: SecretStr | None = Field(
+        None, description="When set, every route but health needs a bearer key; this token "
+        "is the admin's")
     log_level: str = "info"
 
     @field_validator("store_url")

@@ -8,9 +8,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from app.api import checkpoints, datasets, health, jobs, models, oip, sessions
+from app.api import checkpoints, datasets, health, jobs, keys, models, oip, sessions
+from app.api.auth import principal
 from app.api.limits import BodyLimit
 from app.api.problems import install_error_handlers
 from app.config import Settings
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         periodic = asyncio.create_task(maintenance.run_periodic(fleet))
         log.info("fleetlite ready: database %s, %s", fleet.db.engine.url.render_as_string(),
                  fleet.store.description)
+        if settings.admin_token is None:
+            log.warning("FLEETLITE_ADMIN_TOKEN is not set: the API runs OPEN, without keys")
         try:
             yield
         finally:
@@ -66,8 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, models, sessions, checkpoints, datasets, jobs, oip):
-        app.include_router(module.router)
+    app.include_router(health.router)  # health answers without a key
+    for module in (models, sessions, checkpoints, datasets, jobs, oip, keys):
+        # Authentication on the router, so a route cannot be added without it.
+        app.include_router(module.router, dependencies=[Depends(principal)])
     app.add_middleware(BodyLimit, default=settings.max_request_bytes,
                        uploads=settings.max_model_bytes)
     return app

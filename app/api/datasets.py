@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from app.api.auth import PrincipalDep, check_owner, check_user
 from app.api.deps import Cursor, FleetDep, Limit, UserId
 from app.errors import PayloadTooLarge
 from app.schemas.common import ListOf
@@ -18,13 +19,14 @@ router = APIRouter(tags=["datasets"])
 
 @router.post("/v1/users/{user_id}/datasets", status_code=201, response_model=Dataset)
 async def upload_dataset(
-    fleet: FleetDep, user_id: UserId,
+    fleet: FleetDep, who: PrincipalDep, user_id: UserId,
     file: Annotated[UploadFile, File(description=".npz with arrays named after train inputs")],
     name: Annotated[str, Form(min_length=1, max_length=200)],
     model_id: Annotated[str | None, Form(description="Check the arrays against this model's "
                                                      "train signature now")] = None,
 ) -> Dataset:
     """Upload a dataset; arrays share their first dimension (the examples)."""
+    check_user(who, user_id)
     limit = fleet.settings.max_dataset_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
@@ -35,22 +37,26 @@ async def upload_dataset(
 
 
 @router.get("/v1/users/{user_id}/datasets", response_model=ListOf[Dataset])
-def list_datasets(fleet: FleetDep, user_id: UserId, limit: Limit = 50,
+def list_datasets(fleet: FleetDep, who: PrincipalDep, user_id: UserId, limit: Limit = 50,
                   cursor: Cursor = None) -> ListOf[Dataset]:
     """The user's datasets, newest first."""
+    check_user(who, user_id)
     page = datasets.get_all(fleet, user_id=user_id, limit=limit, cursor=cursor)
     return ListOf[Dataset](items=[Dataset.model_validate(r) for r in page.items],
                            next_cursor=page.next_cursor)
 
 
 @router.get("/v1/datasets/{dataset_id}", response_model=Dataset)
-def get_dataset(fleet: FleetDep, dataset_id: str) -> Dataset:
+def get_dataset(fleet: FleetDep, who: PrincipalDep, dataset_id: str) -> Dataset:
     """One dataset."""
-    return Dataset.model_validate(datasets.get(fleet, dataset_id=dataset_id))
+    row = datasets.get(fleet, dataset_id=dataset_id)
+    check_owner(who, row.user_id, "dataset", dataset_id)
+    return Dataset.model_validate(row)
 
 
 @router.delete("/v1/datasets/{dataset_id}", status_code=204, response_class=Response)
-def delete_dataset(fleet: FleetDep, dataset_id: str) -> Response:
+def delete_dataset(fleet: FleetDep, who: PrincipalDep, dataset_id: str) -> Response:
     """Delete a dataset."""
+    check_owner(who, datasets.get(fleet, dataset_id=dataset_id).user_id, "dataset", dataset_id)
     datasets.delete(fleet, dataset_id=dataset_id)
     return Response(status_code=204)

@@ -10,11 +10,12 @@ import orjson
 from fastapi import Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import InvalidInput, ServiceUnavailable
+from app.errors import InvalidInput, NotFound, ServiceUnavailable
 from app.runtime.pool import LiveSession, SessionEvicted
 from app.schemas.common import USER_ID_PATTERN, TensorsIn
 from app.services import sessions
 from app.services.fleet import Fleet
+from app.services.keyring import Principal
 
 T = TypeVar("T")
 
@@ -47,7 +48,7 @@ async def read_json(request: Request) -> Any:
         raise InvalidInput(f"body is not valid JSON: {exc}") from None
 
 
-async def on_session(fleet: Fleet, session_id: str,
+async def on_session(fleet: Fleet, who: Principal, session_id: str,
                      call: Callable[[LiveSession], Callable[[], T]], *,
                      inline: bool = True) -> T:
     """Run call(live)() in the session's strand, in arrival order, and return its result.
@@ -59,7 +60,7 @@ async def on_session(fleet: Fleet, session_id: str,
     """
     inline_below = fleet.settings.inline_call_ms / 1000 if inline else 0.0
     for _ in range(5):
-        live = await live_session(fleet, session_id)
+        live = await live_session(fleet, who, session_id)
         fut = live.strand.run_or_submit(call(live), inline_below=inline_below)
         try:
             return fut.result() if fut.done() else await asyncio.wrap_future(fut)
@@ -69,9 +70,11 @@ async def on_session(fleet: Fleet, session_id: str,
                              "retry shortly")
 
 
-async def live_session(fleet: Fleet, session_id: str) -> LiveSession:
-    """The live session; loading it from its checkpoint runs off the event loop."""
+async def live_session(fleet: Fleet, who: Principal, session_id: str) -> LiveSession:
+    """The caller's live session (404 for anyone else's); loading runs off the event loop."""
     found = fleet.pool.get(session_id)
-    if found is not None:
-        return found
-    return await run_in_threadpool(sessions.live, fleet, session_id=session_id)
+    if found is None:
+        found = await run_in_threadpool(sessions.live, fleet, session_id=session_id)
+    if not who.may_see(found.user_id):
+        raise NotFound(f"session '{session_id}' not found")
+    return found

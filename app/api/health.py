@@ -38,7 +38,8 @@ async def readyz(fleet: FleetDep) -> Response:
     if down:
         return problem(503, f"not ready: {', '.join(down)} unavailable",
                        type_slug="not-ready", checks=results)
-    return json_response({"status": "ready", "checks": results})
+    auth = "keys" if fleet.settings.admin_token else "open (FLEETLITE_ADMIN_TOKEN is not set)"
+    return json_response({"status": "ready", "checks": results, "auth": auth})
 
 
 @router.get("/metrics", response_class=Response)

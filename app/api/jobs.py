@@ -11,19 +11,24 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from app.api.auth import PrincipalDep, check_owner, check_user
 from app.api.deps import Cursor, FleetDep, Limit, UserId
 from app.schemas.common import ListOf
 from app.schemas.training import Job, JobCreate
-from app.services import charts, jobs
-from app.services.jobs import ACTIVE
+from app.services import charts, jobs, sessions
+from app.services.jobs import ACTIVE, JobView
+from app.services.keyring import Principal
 
 router = APIRouter(tags=["jobs"])
 EVENT_INTERVAL = 0.25
 
 
 @router.post("/v1/sessions/{session_id}/jobs", status_code=202, response_model=Job)
-def create_job(fleet: FleetDep, session_id: str, body: JobCreate, response: Response) -> Job:
+def create_job(fleet: FleetDep, who: PrincipalDep, session_id: str, body: JobCreate,
+               response: Response) -> Job:
     """Queue epochs over a dataset; follow the Location header for progress."""
+    check_owner(who, sessions.get_row(fleet, session_id=session_id).user_id, "session",
+                session_id)
     view = jobs.create(fleet, session_id=session_id, dataset_id=body.dataset_id,
                        epochs=body.epochs, batch_size=body.batch_size, shuffle=body.shuffle,
                        seed=body.seed)
@@ -32,21 +37,29 @@ def create_job(fleet: FleetDep, session_id: str, body: JobCreate, response: Resp
 
 
 @router.get("/v1/jobs/{job_id}", response_model=Job)
-def get_job(fleet: FleetDep, job_id: str) -> Job:
+def get_job(fleet: FleetDep, who: PrincipalDep, job_id: str) -> Job:
     """A job with its progress and per-epoch losses."""
-    return Job.model_validate(jobs.get(fleet, job_id=job_id))
+    return Job.model_validate(_owned(fleet, who, job_id))
+
+
+def _owned(fleet: FleetDep, who: Principal, job_id: str) -> JobView:
+    view = jobs.get(fleet, job_id=job_id)
+    check_owner(who, view.user_id, "job", job_id)
+    return view
 
 
 @router.post("/v1/jobs/{job_id}/cancel", status_code=202, response_model=Job)
-def cancel_job(fleet: FleetDep, job_id: str) -> Job:
+def cancel_job(fleet: FleetDep, who: PrincipalDep, job_id: str) -> Job:
     """Stop the job after its current step; it ends "cancelled"."""
+    _owned(fleet, who, job_id)
     return Job.model_validate(jobs.cancel(fleet, job_id=job_id))
 
 
 @router.get("/v1/users/{user_id}/jobs", response_model=ListOf[Job])
-def list_jobs(fleet: FleetDep, user_id: UserId, limit: Limit = 50,
+def list_jobs(fleet: FleetDep, who: PrincipalDep, user_id: UserId, limit: Limit = 50,
               cursor: Cursor = None) -> ListOf[Job]:
     """The user's jobs, newest first."""
+    check_user(who, user_id)
     page = jobs.get_all(fleet, user_id=user_id, limit=limit, cursor=cursor)
     return ListOf[Job](items=[Job.model_validate(v) for v in page.items],
                        next_cursor=page.next_cursor)
@@ -54,9 +67,10 @@ def list_jobs(fleet: FleetDep, user_id: UserId, limit: Limit = 50,
 
 @router.get("/v1/jobs/{job_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
-async def job_events(fleet: FleetDep, job_id: str, request: Request) -> StreamingResponse:
+async def job_events(fleet: FleetDep, who: PrincipalDep, job_id: str,
+                     request: Request) -> StreamingResponse:
     """Server-Sent Events: `progress` while the job runs, then one `end` with the final state."""
-    first = await run_in_threadpool(jobs.get, fleet, job_id=job_id)  # 404 before streaming
+    first = await run_in_threadpool(_owned, fleet, who, job_id)  # 404 before streaming
 
     async def stream() -> AsyncIterator[bytes]:
         view, seen = first, -1
@@ -81,9 +95,9 @@ async def job_events(fleet: FleetDep, job_id: str, request: Request) -> Streamin
 
 @router.get("/v1/jobs/{job_id}/loss.svg", response_class=Response,
             responses={200: {"content": {"image/svg+xml": {}}}})
-def job_loss_chart(fleet: FleetDep, job_id: str) -> Response:
+def job_loss_chart(fleet: FleetDep, who: PrincipalDep, job_id: str) -> Response:
     """The job's mean loss per epoch as an SVG line chart."""
-    view = jobs.get(fleet, job_id=job_id)
+    view = _owned(fleet, who, job_id)
     losses = [math.nan if v is None else v for v in view.metrics["epoch_loss"]]  # keep x
     svg = charts.line_chart(losses, title=f"job {job_id}: loss per epoch", xlabel="epoch")
     return Response(svg, media_type="image/svg+xml")

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from app.api.auth import PrincipalDep, require_admin
 from app.api.deps import Cursor, FleetDep, Limit
 from app.errors import PayloadTooLarge
 from app.metrics import MODEL_UPLOADS
@@ -21,11 +22,12 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
              responses={413: {"description": "Over the size limit"},
                         422: {"description": "Not a trainable TFLite model"}})
 async def upload_model(
-    fleet: FleetDep,
+    fleet: FleetDep, who: PrincipalDep,
     file: Annotated[UploadFile, File(description="The .tflite file")],
     name: Annotated[str, Form(min_length=1, max_length=200)],
 ) -> Model:
     """Upload a base .tflite model; it is smoke-run in a child process before it is accepted."""
+    require_admin(who)
     limit = fleet.settings.max_model_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
@@ -65,7 +67,8 @@ def download_model(fleet: FleetDep, model_id: str) -> Response:
 
 
 @router.delete("/{model_id}", status_code=204, response_class=Response)
-def delete_model(fleet: FleetDep, model_id: str) -> Response:
-    """Delete a model; 409 while sessions use it."""
+def delete_model(fleet: FleetDep, who: PrincipalDep, model_id: str) -> Response:
+    """Delete a model; 409 while sessions use it (admin only)."""
+    require_admin(who)
     models.delete(fleet, model_id=model_id)
     return Response(status_code=204)

@@ -11,6 +11,7 @@ from app.runtime.pool import SessionPool
 from app.runtime.signatures import Signatures
 from app.runtime.validator import ModelValidator
 from app.services.executor import JobExecutor
+from app.services.keyring import KeyRing
 from app.store import BlobStore
 
 
@@ -33,6 +34,7 @@ class Fleet:
     pool: SessionPool
     validator: ModelValidator
     jobs: JobExecutor = field(init=False)
+    keys: KeyRing = field(default_factory=KeyRing)
     models: dict[str, LoadedModel] = field(default_factory=dict)
     models_lock: threading.Lock = field(default_factory=threading.Lock)
 

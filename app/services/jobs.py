@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +25,9 @@ from app.store.blobs import BlobNotFound
 log = logging.getLogger("fleetlite.jobs")
 ACTIVE = ("queued", "running")
 CHUNK_SECONDS = 0.02  # interpreter time per strand turn: infer calls wait at most this long
+# Concurrent creates for one session could both pass the "no active job" check otherwise.
+# (One process runs the jobs; several processes would need a unique index in the database.)
+_ONE_PER_SESSION = threading.Lock()
 
 
 class ResumeError(Exception):
@@ -85,7 +89,7 @@ def create(fleet: Fleet, *, session_id: str, dataset_id: str, epochs: int, batch
     if per_epoch == 0:
         raise InvalidInput(f"batch_size {batch_size} is larger than the dataset "
                            f"({drow.num_examples} examples) and the batch dimension is fixed")
-    with fleet.db.begin() as db:
+    with _ONE_PER_SESSION, fleet.db.begin() as db:  # check and insert as one step
         busy = db.scalar(select(JobRow.id).where(JobRow.session_id == session_id,
                                                  JobRow.status.in_(ACTIVE)).limit(1))
         if busy:
@@ -132,8 +136,15 @@ def get_all(fleet: Fleet, *, user_id: str, limit: int, cursor: str | None) -> Pa
 def cancel(fleet: Fleet, *, job_id: str) -> JobView:
     """Ask a job to stop after its current step; the session keeps what it learned."""
     row = get_row(fleet, job_id=job_id)
-    if row.status in ACTIVE and not fleet.jobs.cancel(job_id):
-        _finish(fleet, job_id, "cancelled")  # queued in a process that is gone
+    if row.status in ACTIVE:
+        state = fleet.jobs.state(job_id)
+        asked = fleet.jobs.cancel(job_id)  # a running job stops after its current step
+        if not asked or (state is not None and state.status == "queued"):
+            # Waiting for a worker (or left by a process that is gone): it ends now; a
+            # worker that picks it up later finds it cancelled and does nothing.
+            _finish(fleet, job_id, "cancelled")
+            if state is not None:
+                state.touch()
     return get(fleet, job_id=job_id)
 
 
@@ -208,8 +219,10 @@ def _run_epochs(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession) -
             raise ResumeError(f"cannot resume after epoch {row.epochs_done}: checkpoint "
                               f"'{start}' is gone ({_reason(exc)})") from None
     else:
-        if live.dirty:
-            _strand(live, checkpoints.save, fleet, live, kind="auto")
+        if live.dirty or _head_is_autosave(fleet, live):
+            # A checkpoint of its own to go back to: autosaves get pruned while it runs.
+            _strand(live, checkpoints.save, fleet, live, kind="job-start",
+                    label=f"{row.id} start")
         row.start_checkpoint_id = live.head_checkpoint_id
         _save_row(fleet, row.id, status="running", started_at=utcnow(),
                   start_checkpoint_id=row.start_checkpoint_id)
@@ -246,6 +259,11 @@ def _run_epochs(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession) -
                   epoch_loss=list(state.epoch_loss), checkpoint_ids=list(state.checkpoint_ids))
     state.status = "succeeded"
     _finish(fleet, row.id, "succeeded")
+
+
+def _head_is_autosave(fleet: Fleet, live: LiveSession) -> bool:
+    head = live.head_checkpoint_id
+    return head is not None and checkpoints.get(fleet, checkpoint_id=head).kind == "auto"
 
 
 def _strand(live: LiveSession, fn, *args, **kwargs):  # type: ignore[no-untyped-def]

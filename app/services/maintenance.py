@@ -11,7 +11,7 @@ from sqlalchemy import update
 from app.db.tables import SessionRow
 from app.errors import FleetliteError
 from app.runtime.pool import LiveSession
-from app.services import checkpoints
+from app.services import checkpoints, keys
 from app.services.fleet import Fleet
 
 log = logging.getLogger("fleetlite.maintenance")
@@ -61,6 +61,7 @@ async def run_periodic(fleet: Fleet) -> None:
         await asyncio.sleep(min(settings.flush_seconds, settings.autosave_seconds))
         try:
             await asyncio.to_thread(flush_counters, fleet)
+            await asyncio.to_thread(keys.flush_last_used, fleet)
             if time.monotonic() >= next_save:
                 next_save = time.monotonic() + settings.autosave_seconds
                 await autosave_all(fleet)

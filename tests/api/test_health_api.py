@@ -20,7 +20,9 @@ def test_healthz_answers_ok(client: httpx.Client) -> None:
 def test_readyz_checks_database_and_store(client: httpx.Client) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "checks": {"database": "ok", "store": "ok"}}
+    body = r.json()
+    assert body["status"] == "ready" and body["checks"] == {"database": "ok", "store": "ok"}
+    assert body["auth"].startswith("open")
 
 
 def test_metrics_count_train_steps(client: httpx.Client, mlp_id: str) -> None:

@@ -6,6 +6,8 @@ import io
 import math
 import time
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +16,7 @@ import orjson
 import pytest
 
 import models
-from tests.helpers import assert_problem, new_session, upload
+from tests.helpers import LiveServer, assert_problem, backend_settings, new_session, upload
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 PROBE = np.random.default_rng(99).random((16, 28, 28), dtype=np.float32)
@@ -289,6 +291,56 @@ def test_while_running_progress_infer_and_conflicts_then_cancel(
                     json={"inputs": {k: v.tolist() for k, v in one.items()}})
     assert r.status_code == 200 and r.json()["step"] == steps + 1  # train is open again
     assert client.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+
+
+def test_concurrent_creates_start_one_job_per_session(
+        client: httpx.Client, server: LiveServer, mlp_id: str, big_ds: str) -> None:
+    sid = new_session(client, "kim", mlp_id)
+
+    def create(_: int) -> int:
+        r = httpx.post(f"{server.url}/v1/sessions/{sid}/jobs", timeout=60,
+                       json={"dataset_id": big_ds, "epochs": 50, "batch_size": 2})
+        return r.status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(create, range(8)))
+    assert codes == [202] + [409] * 7
+    mine = [j for j in client.get("/v1/users/kim/jobs").json()["items"]
+            if j["session_id"] == sid]
+    assert len(mine) == 1
+    client.post(f"/v1/jobs/{mine[0]['id']}/cancel")
+    assert wait_job(client, mine[0]["id"], timeout=10)["status"] == "cancelled"
+
+
+def test_cancel_ends_a_queued_job_at_once(tmp_path: Path, s3_endpoint: str,
+                                          mlp_bytes: bytes) -> None:
+    """With every worker busy a job waits "queued"; cancelling it does not wait for a worker."""
+    with backend_settings("sqlite-local", tmp_path, s3_endpoint, job_workers=1) as settings:
+        live = LiveServer(settings).start()
+        try:
+            with httpx.Client(base_url=live.url, timeout=60) as c:
+                model_id = upload(c, mlp_bytes, "mlp")
+                ds = new_dataset(c, "uma", learnable(2000, seed=1))
+                busy = start_job(c, new_session(c, "uma", model_id), ds, epochs=50, batch_size=2)
+                wait_running(c, busy["id"])
+                waiting = start_job(c, new_session(c, "uma", model_id), ds, epochs=1,
+                                    batch_size=2)
+                assert c.get(f"/v1/jobs/{waiting['id']}").json()["status"] == "queued"
+                r = c.post(f"/v1/jobs/{waiting['id']}/cancel")
+                assert r.status_code == 202 and r.json()["status"] == "cancelled", r.text
+                events = sse_events(c, waiting["id"])
+                assert [n for n, _ in events] == ["end"]
+                assert events[0][1]["status"] == "cancelled"
+                assert events[0][1]["progress"]["step"] == 0
+                assert c.get(f"/v1/jobs/{busy['id']}").json()["status"] == "running"
+                c.post(f"/v1/jobs/{busy['id']}/cancel")
+                assert wait_job(c, busy["id"], timeout=10)["status"] == "cancelled"
+                time.sleep(0.3)  # the freed worker finds the queued job cancelled: no steps
+                after = c.get(f"/v1/jobs/{waiting['id']}").json()
+                assert after["status"] == "cancelled" and after["started_at"] is None
+                assert c.get(f"/v1/sessions/{waiting['session_id']}").json()["steps"] == 0
+        finally:
+            live.stop()
 
 
 def test_a_diverging_job_reports_null_losses(client: httpx.Client, mlp_id: str) -> None:

@@ -180,10 +180,55 @@ def test_sigterm_is_not_held_up_by_an_event_stream(tmp_path: Path, mlp_bytes: by
     time.sleep(0.5)
     server.proc.send_signal(signal.SIGTERM)
     try:
-        server.proc.wait(10)  # the job alone would run for a minute or more
+        server.proc.wait(8)  # the job alone would run for a minute or more
     except Exception:
         server.proc.kill()
         server.proc.wait()
         raise
     finally:
         server.log.close()
+
+
+def test_job_killed_in_its_first_epoch_resumes_from_where_it_started(
+        tmp_path: Path, mlp_bytes: bytes, s3_endpoint: str) -> None:
+    """The session had steps of its own before the job; autosaves during the first epoch
+    (keeping just one) must not delete the state the job has to go back to."""
+    with backend_settings("sqlite-local", tmp_path, s3_endpoint, autosave_seconds=0.2,
+                          flush_seconds=0.2, keep_autosaves=1) as s:
+        env = env_for(s)
+    first = ServerProcess(env, tmp_path / "server.log")
+    with httpx.Client(base_url=first.url, timeout=60) as c:
+        model_id = upload(c, mlp_bytes, "mlp")
+        dataset_id = new_dataset(c, "vic", learnable(3000, seed=3))
+        sids = [new_session(c, "vic", model_id) for _ in range(2)]
+        hand = {k: v.tolist() for k, v in learnable(16, seed=8).items()}
+        for sid in sids:
+            for _ in range(3):
+                assert c.post(f"/v1/sessions/{sid}/train", json={"inputs": hand}).is_success
+        job = start_job(c, sids[0], dataset_id, epochs=2, batch_size=1, seed=SEED)
+        deadline = time.monotonic() + 30
+        while True:  # in epoch 1, after an autosave newer than the job's start
+            now = c.get(f"/v1/jobs/{job['id']}").json()
+            autos = [k for k in c.get("/v1/users/vic/checkpoints",
+                                      params={"session_id": sids[0]}).json()["items"]
+                     if k["kind"] == "auto" and k["step"] > 3]
+            if autos and now["progress"]["step"] > 500:
+                break
+            assert time.monotonic() < deadline, now
+            time.sleep(0.02)
+        assert now["checkpoint_ids"] == [] and now["status"] == "running", now
+    first.stop(signal.SIGKILL)
+
+    second = ServerProcess(env, tmp_path / "server.log")
+    try:
+        with httpx.Client(base_url=second.url, timeout=60) as c:
+            done = wait_job(c, job["id"], timeout=60)
+            assert done["status"] == "succeeded", done
+            assert c.get(f"/v1/sessions/{sids[0]}").json()["steps"] == 3 + 2 * 3000
+            ref = wait_job(c, start_job(c, sids[1], dataset_id, epochs=2, batch_size=1,
+                                        seed=SEED)["id"], timeout=60)
+            assert ref["status"] == "succeeded", ref
+            assert infer(c, sids[0]) == infer(c, sids[1])
+            assert done["metrics"]["epoch_loss"] == ref["metrics"]["epoch_loss"]
+    finally:
+        second.stop(signal.SIGTERM)
