@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     inline_call_ms: float = Field(
         1.0, ge=0, description="Calls on an idle session that average under this many ms run "
         "on the event loop instead of a thread (0: always a thread)")
+    max_live_sessions_per_user: int = Field(
+        0, ge=0, description="A user's interpreters in memory (0: no cap); over it the user's "
+        "least recently used idle session is evicted, and 429 if all are busy")
+    max_jobs_per_user: int = Field(4, ge=0, description="Queued or running jobs per user "
+                                   "(0: no cap); 429 above")
+    max_tensor_elements: int = Field(
+        16 * 1024 * 1024, gt=0, description="Elements in all input tensors of one call (422 above)")
+    max_batch_size: int = Field(4096, gt=0, description="Largest batch in one call or job (422)")
     interpreter_threads: int = Field(1, ge=1, description="Threads inside each interpreter")
     runtime_threads: int = Field(
         0, ge=0, description="Threads that run interpreter calls (0: 2 x CPU cores, at least 4)"

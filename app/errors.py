@@ -51,6 +51,15 @@ class ModelExecutionError(FleetliteError):
     status, type_slug = 422, "model-execution-error"
 
 
+class TooManyRequests(FleetliteError):
+    """A per-user limit is reached; Retry-After says when to try again."""
+
+    status, type_slug = 429, "too-many-requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
 class ServiceUnavailable(FleetliteError):
     """A dependency (database, blob store) did not answer."""
 

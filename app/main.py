@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fleet.validator.start()  # its TensorFlow import overlaps ours
         await asyncio.to_thread(warm_up)
         await asyncio.to_thread(session_service.reconcile, fleet)
+        await asyncio.to_thread(maintenance.sweep_orphans, fleet)
         app.state.fleet = fleet
         resumed = await asyncio.to_thread(job_service.resume_all, fleet)
         if resumed:
@@ -74,5 +75,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Authentication on the router, so a route cannot be added without it.
         app.include_router(module.router, dependencies=[Depends(principal)])
     app.add_middleware(BodyLimit, default=settings.max_request_bytes,
-                       uploads=settings.max_model_bytes)
+                       models=settings.max_model_bytes, datasets=settings.max_dataset_bytes)
     return app

@@ -8,12 +8,13 @@ from app.api.problems import problem
 
 
 class BodyLimit:
-    """413 for oversized bodies: model uploads get the model limit, the rest the request one."""
+    """413 for oversized bodies: model and dataset uploads get their own limits."""
 
-    def __init__(self, app: ASGIApp, *, default: int, uploads: int) -> None:
+    def __init__(self, app: ASGIApp, *, default: int, models: int, datasets: int) -> None:
         self.app = app
         self.default = default
-        self.uploads = uploads
+        self.models = models
+        self.datasets = datasets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -21,7 +22,12 @@ class BodyLimit:
             return
         path: str = scope["path"]
         # Multipart framing adds a little around the file itself.
-        limit = self.uploads + 65536 if path in ("/v1/models",) else self.default
+        if path == "/v1/models":
+            limit = self.models + 65536
+        elif path.startswith("/v1/users/") and path.endswith("/datasets"):
+            limit = self.datasets + 65536
+        else:
+            limit = self.default
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:

@@ -19,6 +19,7 @@ from app.api.problems import json_response
 from app.errors import NotFound
 from app.metrics import SIGNATURE_CALLS, TRAIN_STEPS
 from app.runtime import oip_codec
+from app.runtime.codec import check_limits
 from app.runtime.pool import LiveSession
 from app.runtime.signatures import CHECKPOINT_SIGNATURES, SignatureSpec
 from app.services import sessions
@@ -166,6 +167,7 @@ async def _infer(
         body, request.headers.get("content-encoding"), fleet.settings.max_request_bytes
     )
     parsed = oip_codec.parse_request(body, request.headers.get(HEADER_LENGTH), spec, name)
+    check_limits(spec, parsed.inputs, sessions.limits(fleet))
     outputs, step = await on_session(
         fleet, who, session_id, lambda s: partial(s.run_arrays, name, parsed.inputs)
     )

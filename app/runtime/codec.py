@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -89,7 +90,7 @@ def _decode_strings(spec: TensorSpec, value: Any) -> np.ndarray[Any, Any]:
 
 
 def decode_inputs(
-    spec: SignatureSpec, body: Any, signature: str
+    spec: SignatureSpec, body: Any, signature: str, limits: Limits | None = None
 ) -> dict[str, np.ndarray[Any, Any]]:
     """The contract's {"inputs": {...}} body to arrays, or 422 naming what is wrong."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), dict):
@@ -98,7 +99,36 @@ def decode_inputs(
     check_names(spec, set(inputs), signature)
     arrays = {name: decode_value(spec.inputs[name], inputs[name]) for name in spec.inputs}
     check_batch(spec, arrays)
+    check_limits(spec, arrays, limits or DEFAULT_LIMITS)
     return arrays
+
+
+DEFAULT_LIMITS: Limits
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one call may carry."""
+
+    max_elements: int = 16 * 1024 * 1024
+    max_batch: int = 4096
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def check_limits(spec: SignatureSpec, arrays: dict[str, np.ndarray[Any, Any]],
+                 limits: Limits) -> None:
+    """422 when a call carries too many elements or too large a batch."""
+    for name, arr in arrays.items():
+        if spec.inputs[name].shape and spec.inputs[name].shape[0] == -1 and arr.ndim and (
+                arr.shape[0] > limits.max_batch):
+            raise InvalidInput(f"input '{name}': batch of {arr.shape[0]}; the limit is "
+                               f"{limits.max_batch}")
+    total = sum(a.size for a in arrays.values())
+    if total > limits.max_elements:
+        raise InvalidInput(f"the inputs hold {total} elements; the limit per call is "
+                           f"{limits.max_elements}")
 
 
 def check_batch(spec: SignatureSpec, arrays: dict[str, np.ndarray[Any, Any]]) -> None:

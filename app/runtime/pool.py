@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from app.errors import Conflict
-from app.runtime.codec import decode_inputs, encode_outputs
+from app.runtime.codec import DEFAULT_LIMITS, Limits, decode_inputs, encode_outputs
 from app.runtime.interpreter import LiteSession
 from app.runtime.serial import SerialExecutor
 from app.runtime.signatures import Signatures
@@ -47,16 +47,17 @@ class LiveSession:
     job_id: str | None = None
     evicted: bool = False
     recent_losses: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    limits: Limits = DEFAULT_LIMITS
 
     def call(self, signature: str, body: Any) -> dict[str, Any]:
         """Decode a JSON body, run a signature that does not train, encode its outputs."""
         self.check_present()
-        inputs = decode_inputs(self.signatures[signature], body, signature)
+        inputs = decode_inputs(self.signatures[signature], body, signature, self.limits)
         return encode_outputs(self.lite.run(signature, inputs))
 
     def train(self, body: Any) -> tuple[dict[str, Any], int]:
         """Decode a JSON body, run one train step, count it; returns outputs and the step."""
-        inputs = decode_inputs(self.signatures["train"], body, "train")
+        inputs = decode_inputs(self.signatures["train"], body, "train", self.limits)
         return encode_outputs(self.train_arrays(inputs)), self.steps
 
     def train_arrays(self, inputs: Arrays) -> dict[str, Any]:
@@ -196,6 +197,21 @@ class SessionPool:
                           key=lambda s: s.last_used)[:excess]
             self._evicting.update(s.id for s in idle)
             return idle
+
+    def of_user(self, user_id: str) -> list[LiveSession]:
+        """The user's live sessions, least recently used first, not being evicted."""
+        with self._lock:
+            mine = [s for s in self._live.values()
+                    if s.user_id == user_id and s.id not in self._evicting]
+        return sorted(mine, key=lambda s: s.last_used)
+
+    def claim_for_eviction(self, live: LiveSession) -> bool:
+        """Mark one session as being evicted; False if it already is."""
+        with self._lock:
+            if live.id in self._evicting:
+                return False
+            self._evicting.add(live.id)
+            return True
 
     def all(self) -> list[LiveSession]:
         """A snapshot of the live sessions."""

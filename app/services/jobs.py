@@ -9,10 +9,10 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.db.tables import JobRow, new_id, utcnow
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from app.runtime.epochs import epoch_batches, steps_per_epoch
 from app.runtime.pool import LiveSession
 from app.runtime.signatures import SignatureSpec
@@ -76,6 +76,9 @@ def create(fleet: Fleet, *, session_id: str, dataset_id: str, epochs: int, batch
            shuffle: bool, seed: int | None) -> JobView:
     """Check everything a job needs up front, record it, and queue it."""
     srow = sessions.get_row(fleet, session_id=session_id)
+    if batch_size > fleet.settings.max_batch_size:
+        raise InvalidInput(f"batch_size {batch_size} is over the limit of "
+                           f"{fleet.settings.max_batch_size}")
     drow = datasets.get(fleet, dataset_id=dataset_id)
     if drow.user_id != srow.user_id:
         raise NotFound(f"dataset '{dataset_id}' not found")
@@ -94,6 +97,12 @@ def create(fleet: Fleet, *, session_id: str, dataset_id: str, epochs: int, batch
                                                  JobRow.status.in_(ACTIVE)).limit(1))
         if busy:
             raise Conflict(f"session '{session_id}' already runs job '{busy}'")
+        cap = fleet.settings.max_jobs_per_user
+        active = db.scalar(select(func.count()).where(JobRow.user_id == srow.user_id,
+                                                      JobRow.status.in_(ACTIVE)))
+        if cap and active and active >= cap:
+            raise TooManyRequests(f"user '{srow.user_id}' has {active} jobs queued or running "
+                                  f"(limit {cap}); retry when one ends", retry_after=30)
         row = JobRow(id=new_id("job"), session_id=session_id, user_id=srow.user_id,
                      dataset_id=dataset_id, status="queued", epochs=epochs,
                      batch_size=batch_size, shuffle=shuffle,

@@ -6,9 +6,9 @@ import asyncio
 import logging
 import time
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from app.db.tables import SessionRow
+from app.db.tables import CheckpointRow, DatasetRow, ModelRow, SessionRow
 from app.errors import FleetliteError
 from app.runtime.pool import LiveSession
 from app.services import checkpoints, keys
@@ -51,6 +51,27 @@ def _autosave_if_dirty(fleet: Fleet, live: LiveSession) -> bool:
         return False
     checkpoints.save(fleet, live, kind="auto")
     return True
+
+
+def sweep_orphans(fleet: Fleet) -> int:
+    """At start, before serving: delete blobs no row points to, and scratch files.
+
+    Blob first, row second means a crash between the two leaves a blob without a row;
+    nothing else is in flight at start, so every such blob is an orphan.
+    """
+    with fleet.db.begin() as db:
+        known = set(db.scalars(select(CheckpointRow.blob_key)))
+        known.update(db.scalars(select(DatasetRow.blob_key)))
+        known.update(db.scalars(select(ModelRow.blob_key)))
+    orphans = [k for prefix in ("users/", "models/") for k in fleet.store.keys(prefix)
+               if k not in known]
+    for key in orphans:
+        fleet.store.delete(key)
+    for leftover in fleet.settings.work_path.glob("*.ckpt"):
+        leftover.unlink(missing_ok=True)
+    if orphans:
+        log.warning("deleted %d orphaned blob(s) left by an interrupted save", len(orphans))
+    return len(orphans)
 
 
 async def run_periodic(fleet: Fleet) -> None:

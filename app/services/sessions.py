@@ -8,8 +8,9 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from app.db.tables import CheckpointRow, SessionRow, new_id, utcnow
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, NotFound, TooManyRequests
 from app.metrics import SESSION_EVICTIONS, SESSION_LOADS
+from app.runtime.codec import Limits
 from app.runtime.interpreter import LiteSession
 from app.runtime.pool import LiveSession
 from app.services import checkpoints, models
@@ -60,8 +61,30 @@ def _build(fleet: Fleet, *, session_id: str, user_id: str, model_id: str,
         id=session_id, user_id=user_id, model_id=model_id, signatures=model.signatures,
         lite=lite, strand=fleet.pool.strand(), steps=steps,
         last_loss=start.loss if start else None, saved_steps=steps, flushed_steps=steps,
-        head_checkpoint_id=start.id if start else None,
+        head_checkpoint_id=start.id if start else None, limits=limits(fleet),
     )
+
+
+def limits(fleet: Fleet) -> Limits:
+    """What one call may carry, from the settings."""
+    return Limits(fleet.settings.max_tensor_elements, fleet.settings.max_batch_size)
+
+
+def make_room(fleet: Fleet, user_id: str) -> None:
+    """Keep a user under max_live_sessions_per_user: evict their least recently used idle
+    session to make room for one more; 429 when every one of them is busy."""
+    cap = fleet.settings.max_live_sessions_per_user
+    if not cap:
+        return
+    mine = fleet.pool.of_user(user_id)
+    if len(mine) < cap:
+        return
+    for live in mine:
+        if not live.busy and fleet.pool.claim_for_eviction(live):
+            live.strand.submit(_evict, fleet, live)
+            return
+    raise TooManyRequests(f"user '{user_id}' has {len(mine)} sessions in memory, all busy "
+                          f"(limit {cap}); retry when one is idle", retry_after=1)
 
 
 def create(fleet: Fleet, *, user_id: str, model_id: str,
@@ -72,6 +95,7 @@ def create(fleet: Fleet, *, user_id: str, model_id: str,
     if checkpoint_id:
         start = checkpoints.get_for(fleet, checkpoint_id=checkpoint_id, user_id=user_id,
                                     model_id=model_id)
+    make_room(fleet, user_id)
     session_id = new_id("ses")
     live = _build(fleet, session_id=session_id, user_id=user_id, model_id=model_id, start=start)
     now = utcnow()
@@ -116,6 +140,7 @@ def live(fleet: Fleet, *, session_id: str) -> LiveSession:
 
     def load() -> LiveSession:
         row = get_row(fleet, session_id=session_id)
+        make_room(fleet, row.user_id)
         head = None
         if row.head_checkpoint_id:
             head = checkpoints.get(fleet, checkpoint_id=row.head_checkpoint_id)

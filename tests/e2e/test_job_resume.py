@@ -180,7 +180,7 @@ def test_sigterm_is_not_held_up_by_an_event_stream(tmp_path: Path, mlp_bytes: by
     time.sleep(0.5)
     server.proc.send_signal(signal.SIGTERM)
     try:
-        server.proc.wait(8)  # the job alone would run for a minute or more
+        server.proc.wait(6)  # the job alone would run for a minute or more
     except Exception:
         server.proc.kill()
         server.proc.wait()
