@@ -73,4 +73,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
 
 # Migrate, then replace the shell with uvicorn (exec) so uvicorn is PID 1 and gets
 # SIGTERM directly: the app checkpoints sessions on SIGTERM.
-CMD ["sh", "-c", "alembic upgrade head && exec uvicorn --factory app.main:create_app --host 0.0.0.0 --port 8000 --loop uvloop --http httptools"]
+CMD ["sh", "-c", "alembic upgrade head && exec uvicorn --factory app.main:create_app --host 0.0.0.0 --port 8000 --loop uvloop --http httptools --timeout-graceful-shutdown 20"]

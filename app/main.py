@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,9 +18,7 @@ from app.api.limits import BodyLimit
 from app.api.problems import install_error_handlers
 from app.config import Settings
 from app.runtime.interpreter import warm_up
-from app.services import jobs as job_service
 from app.services import maintenance
-from app.services import sessions as session_service
 from app.services.bootstrap import build_fleet
 
 log = logging.getLogger("fleetlite")
@@ -33,6 +33,23 @@ def _configure_logging(level: str) -> None:
         root.addHandler(handler)
 
 
+def _watch_sigterm(stopping: asyncio.Event) -> None:
+    """Chain onto uvicorn's SIGTERM/SIGINT handlers so event streams end at once: uvicorn
+    waits for open responses before the shutdown that saves sessions and stops jobs."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # embedded (tests): the host stops the server itself
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: object, previous: object = previous) -> None:
+            loop.call_soon_threadsafe(stopping.set)
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, handler)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app; run with ``uvicorn --factory app.main:create_app``."""
     settings = settings or Settings()
@@ -43,12 +60,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fleet = await asyncio.to_thread(build_fleet, settings)
         fleet.validator.start()  # its TensorFlow import overlaps ours
         await asyncio.to_thread(warm_up)
-        await asyncio.to_thread(session_service.reconcile, fleet)
-        await asyncio.to_thread(maintenance.sweep_orphans, fleet)
         app.state.fleet = fleet
-        resumed = await asyncio.to_thread(job_service.resume_all, fleet)
-        if resumed:
-            log.info("resuming %d job(s) left by the previous process", resumed)
+        app.state.stopping = asyncio.Event()
+        _watch_sigterm(app.state.stopping)
+        await maintenance.start(fleet)
         periodic = asyncio.create_task(maintenance.run_periodic(fleet))
         log.info("fleetlite ready: database %s, %s", fleet.db.engine.url.render_as_string(),
                  fleet.store.description)

@@ -22,6 +22,7 @@ import orjson
 
 import models
 from app.runtime.interpreter import LiteSession
+from bench import fleet as fleet_bench
 from bench.clients import BATCH, batches, client_worker, infer_inputs, triton_inputs
 from bench.harness import Rate, Service, measure
 
@@ -155,8 +156,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="fleetlite benchmarks")
     parser.add_argument("--seconds", type=float, default=4.0, help="time per measured loop")
     parser.add_argument("--quick", action="store_true", help="1 s loops, for a smoke run")
+    parser.add_argument("--fleet", type=int, default=10_000,
+                        help="sessions for the eviction benchmark (200 live); 0 skips it")
     args = parser.parse_args()
     seconds = 1.0 if args.quick else args.seconds
+    fleet_size = min(args.fleet, 1000) if args.quick else args.fleet
     mlp, cnn = models.build_cached("mlp"), models.build_cached("cnn")
     results: dict[str, Any] = {"machine": {
         "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()}}
@@ -173,8 +177,17 @@ def main() -> None:
                  and check_infer_equal(svc, "cnn", cnn, s_cnn["model_id"]))
         par = bench_parallel(svc, "cnn", s_cnn["model_id"], max(seconds, 3.0))
         mem = bench_memory(svc, s_mlp["model_id"])
+        data = fleet_bench.dataset(4096)
+        epochs = 2 if args.quick else 6
+        raw_job = fleet_bench.raw_loop(mlp, data, epochs, BATCH)
+        one_job = fleet_bench.run_jobs(svc, s_mlp["model_id"], data, epochs, BATCH, 1)
+        two_jobs = fleet_bench.run_jobs(svc, s_mlp["model_id"], data, epochs, BATCH, 2)
+        raw_cnn_job = fleet_bench.raw_loop_cnn(cnn, 1)
+        cnn_job = fleet_bench.run_cnn_jobs(svc, s_cnn["model_id"], 1)
+        cnn_two = fleet_bench.run_cnn_jobs(svc, s_cnn["model_id"], 2)
     finally:
         svc.close()
+    fl = fleet_bench.fleet(models.build_cached("head"), fleet_size, 200) if fleet_size else None
 
     def row(model: str, rate: Rate, base: Rate | None) -> None:
         rows.append((model, rate.name, rate, rate.per_s / base.per_s if base else None, ""))
@@ -200,6 +213,9 @@ def main() -> None:
         "cnn service train >= 0.90 x raw": ratio(s_cnn["binary_train"], raw_cnn["train"]) >= 0.90,
         "cnn two sessions from two clients >= 1.7 x one": par["speedup"] >= 1.7,
         "service infer equals the raw interpreter exactly": equal,
+        "mlp one job >= 0.90 x raw loop": one_job / raw_job >= 0.90,
+        "cnn one job >= 0.90 x raw loop": cnn_job / raw_cnn_job >= 0.90,
+        "cnn two jobs at once >= 1.7 x one job": cnn_two / cnn_job >= 1.7,
     }
     print(f"\nfleetlite bench — batch {BATCH}, {os.cpu_count()} CPUs, {seconds:g} s per loop\n")
     print(f"{'model':5} {'what':42} {'steps/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x raw':>7}")
@@ -211,6 +227,21 @@ def main() -> None:
           f" 2 sessions / 2 clients: {par['2_sessions_steps_per_s']:.1f} steps/s "
           f"({par['speedup']:.2f}x)")
     print(f"resident memory per live MLP session: {mem:.2f} MB")
+    print(f"\njobs, batch {BATCH}:           steps/s    x raw loop")
+    for label, rate, base in (("mlp raw loop (same batches)", raw_job, None),
+                              ("mlp one job", one_job, raw_job),
+                              ("mlp two jobs at once", two_jobs, raw_job),
+                              ("cnn raw loop", raw_cnn_job, None),
+                              ("cnn one job", cnn_job, raw_cnn_job),
+                              ("cnn two jobs at once", cnn_two, raw_cnn_job)):
+        print(f"  {label:28s} {rate:9.1f}  {'' if base is None else f'{rate / base:9.3f}'}")
+    print(f"  two jobs / one job: mlp {two_jobs / one_job:.2f}x, cnn {cnn_two / cnn_job:.2f}x")
+    if fl:
+        print(f"\nfleet: {fl['sessions']} sessions, {fl['cap']} live: created+trained "
+              f"{fl['create_and_train_per_s']:.0f}/s; call on an evicted session p50 "
+              f"{fl['restore_p50_ms']:.2f} ms p99 {fl['restore_p99_ms']:.2f} ms; on a live one "
+              f"p50 {fl['live_p50_ms']:.2f} ms p99 {fl['live_p99_ms']:.2f} ms; RSS "
+              f"{fl['rss_base_mb']:.0f} -> {fl['rss_after_mb']:.0f} MB")
     print()
     for t, ok in targets.items():
         print(f"  [{'PASS' if ok else 'MISS'}] {t}")
@@ -218,6 +249,10 @@ def main() -> None:
                         "p99_ms": r.pct(99), "ratio_to_raw": x} for m, w, r, x, _ in rows if r]
     results["parallel_cnn"] = par
     results["memory_mb_per_session"] = mem
+    results["jobs"] = {"mlp_raw_loop": raw_job, "mlp_one_job": one_job, "mlp_two_jobs": two_jobs,
+                       "cnn_raw_loop": raw_cnn_job, "cnn_one_job": cnn_job,
+                       "cnn_two_jobs": cnn_two}
+    results["fleet"] = fl
     results["targets"] = targets
     OUT.write_text(json.dumps(results, indent=2, default=float))
     print(f"\nwrote {OUT}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import AsyncIterator
 
 import orjson
@@ -21,6 +22,7 @@ from app.services.keyring import Principal
 
 router = APIRouter(tags=["jobs"])
 EVENT_INTERVAL = 0.25
+KEEPALIVE_SECONDS = 15.0
 
 
 @router.post("/v1/sessions/{session_id}/jobs", status_code=202, response_model=Job)
@@ -72,8 +74,10 @@ async def job_events(fleet: FleetDep, who: PrincipalDep, job_id: str,
     """Server-Sent Events: `progress` while the job runs, then one `end` with the final state."""
     first = await run_in_threadpool(_owned, fleet, who, job_id)  # 404 before streaming
 
+    stopping: asyncio.Event = request.app.state.stopping
+
     async def stream() -> AsyncIterator[bytes]:
-        view, seen = first, -1
+        view, seen, quiet_since = first, -1, time.monotonic()
         while True:
             data = Job.model_validate(view).model_dump(mode="json")
             if view.status not in ACTIVE:
@@ -82,10 +86,13 @@ async def job_events(fleet: FleetDep, who: PrincipalDep, job_id: str,
             state = fleet.jobs.state(job_id)
             version = state.version if state else 0
             if version != seen:
-                seen = version
+                seen, quiet_since = version, time.monotonic()
                 yield b"event: progress\ndata: " + orjson.dumps(data) + b"\n\n"
-            if await request.is_disconnected():
-                return
+            elif time.monotonic() - quiet_since > KEEPALIVE_SECONDS:
+                quiet_since = time.monotonic()
+                yield b": keep-alive\n\n"  # a comment: keeps proxies from closing the stream
+            if stopping.is_set() or await request.is_disconnected():
+                return  # the server is stopping: the job resumes after the restart
             await asyncio.sleep(EVENT_INTERVAL)
             view = await run_in_threadpool(jobs.get, fleet, job_id=job_id)
 

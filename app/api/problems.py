@@ -36,7 +36,28 @@ def problem(status: int, detail: str, *, type_slug: str | None = None,
         "error": detail,
         **extra,
     }
-    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
+    try:
+        content = orjson.dumps(body)
+    except TypeError:  # a lone surrogate or a huge integer echoed from the request
+        content = orjson.dumps(json_safe(body))
+    return Response(content, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def json_safe(value: Any) -> Any:
+    """value with what orjson refuses made printable: integers past 64 bits become strings,
+    lone surrogates (stdlib json, which FastAPI parses bodies with, lets them in) become
+    U+FFFD, and anything else that is not JSON becomes its str()."""
+    if isinstance(value, dict):
+        return {json_safe(str(k)): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    return json_safe(str(value))
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
@@ -56,7 +77,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        errors = orjson.loads(orjson.dumps(exc.errors(), default=str))
+        errors = json_safe(exc.errors())
         return problem(422, _describe_validation(exc), type_slug="invalid-input",
                        errors=errors)
 

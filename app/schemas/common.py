@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
 
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def _encodable(value: str) -> str:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+# A string field of a JSON body. FastAPI parses bodies with the stdlib json, which lets
+# "\ud800" (a lone surrogate) in; such a str cannot be encoded, so the database would fail.
+Text = Annotated[str, AfterValidator(_encodable)]
 
 
 class Schema(BaseModel):

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import Schema, SignatureOut
+from app.schemas.common import Schema, SignatureOut, Text
 
 
 class Model(Schema):
@@ -54,17 +54,17 @@ class Checkpoint(Schema):
 class SessionCreate(BaseModel):
     """Start from the model's initial weights, or from one of the user's checkpoints."""
 
-    model_id: str
-    checkpoint_id: str | None = None
+    model_id: Text
+    checkpoint_id: Text | None = None
 
 
 class CheckpointCreate(BaseModel):
     """An optional label for a manual checkpoint."""
 
-    label: str | None = Field(None, max_length=200)
+    label: Text | None = Field(None, max_length=200)
 
 
 class RestoreRequest(BaseModel):
     """The checkpoint to load into the session."""
 
-    checkpoint_id: str
+    checkpoint_id: Text

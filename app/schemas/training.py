@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import Schema
+from app.schemas.common import Schema, Text
 
 
 class Dataset(Schema):
@@ -26,7 +26,7 @@ class Dataset(Schema):
 class JobCreate(BaseModel):
     """Epochs of the session's train signature over one of the user's datasets."""
 
-    dataset_id: str
+    dataset_id: Text
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int = Field(ge=1, le=65_536)
     shuffle: bool = True

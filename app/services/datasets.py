@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import select
 
 from app.db.tables import DatasetRow, new_id
-from app.errors import NotFound, PayloadTooLarge
+from app.errors import InvalidInput, NotFound, PayloadTooLarge
 from app.runtime.datasets import check_against, describe, read_npz
 from app.runtime.signatures import numpy_dtype
 from app.services import models
@@ -68,8 +68,15 @@ def load_arrays(fleet: Fleet, *, row: DatasetRow, model_id: str) -> dict[str, np
         raise NotFound(f"the file of dataset '{row.id}' is missing from the blob store "
                        f"(key {row.blob_key})") from None
     arrays = read_npz(data)
-    return {n: np.ascontiguousarray(arrays[n], dtype=numpy_dtype(t.dtype))
-            for n, t in spec.inputs.items()}
+    out = {}
+    for name, t in spec.inputs.items():
+        target, arr = numpy_dtype(t.dtype), arrays[name]
+        if target.kind in "iu" and arr.dtype.kind in "iu" and arr.size:
+            info = np.iinfo(target)
+            if arr.min() < info.min or arr.max() > info.max:
+                raise InvalidInput(f"array '{name}' holds values outside {t.dtype}")
+        out[name] = np.ascontiguousarray(arr, dtype=target)
+    return out
 
 
 def delete(fleet: Fleet, *, dataset_id: str) -> None:

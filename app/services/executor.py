@@ -83,6 +83,10 @@ class LocalJobExecutor:
             self._run(state)
         except Exception:  # the runner records failures itself; this is the last resort
             log.exception("job %s crashed", state.job_id)
+        finally:
+            if state.status not in ("queued", "running"):  # the row has the rest
+                with self._lock:
+                    self._states.pop(state.job_id, None)
 
 
 class RunJob(Protocol):

@@ -35,6 +35,7 @@ class Fleet:
     validator: ModelValidator
     jobs: JobExecutor = field(init=False)
     keys: KeyRing = field(default_factory=KeyRing)
+    jobs_resumed: bool = False
     models: dict[str, LoadedModel] = field(default_factory=dict)
     models_lock: threading.Lock = field(default_factory=threading.Lock)
 

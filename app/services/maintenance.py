@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from app.db.tables import CheckpointRow, DatasetRow, ModelRow, SessionRow
 from app.errors import FleetliteError
 from app.runtime.pool import LiveSession
-from app.services import checkpoints, keys
+from app.services import checkpoints, jobs, keys, sessions
 from app.services.fleet import Fleet
 
 log = logging.getLogger("fleetlite.maintenance")
@@ -74,12 +74,38 @@ def sweep_orphans(fleet: Fleet) -> int:
     return len(orphans)
 
 
+async def start(fleet: Fleet) -> None:
+    """Start-up chores. Reconcile and the orphan sweep are hygiene: if a dependency is down
+    they are skipped (the sweep must not run later, beside saves in flight). Jobs left by
+    the previous process are resumed now, or by run_periodic once the database answers."""
+    for chore in (sessions.reconcile, sweep_orphans):
+        try:
+            await asyncio.to_thread(chore, fleet)
+        except FleetliteError as exc:
+            log.error("start-up %s skipped: %s", chore.__name__, exc.detail)
+    await _resume_jobs(fleet)
+
+
+async def _resume_jobs(fleet: Fleet) -> None:
+    if fleet.jobs_resumed:
+        return
+    try:
+        resumed = await asyncio.to_thread(jobs.resume_all, fleet)
+    except FleetliteError as exc:
+        log.warning("resuming jobs postponed: %s", exc.detail)
+        return
+    fleet.jobs_resumed = True
+    if resumed:
+        log.info("resuming %d job(s) left by the previous process", resumed)
+
+
 async def run_periodic(fleet: Fleet) -> None:
     """Flush counters every flush_seconds and autosave every autosave_seconds, forever."""
     settings = fleet.settings
     next_save = time.monotonic() + settings.autosave_seconds
     while True:
         await asyncio.sleep(min(settings.flush_seconds, settings.autosave_seconds))
+        await _resume_jobs(fleet)
         try:
             await asyncio.to_thread(flush_counters, fleet)
             await asyncio.to_thread(keys.flush_last_used, fleet)

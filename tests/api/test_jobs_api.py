@@ -267,7 +267,7 @@ def test_while_running_progress_infer_and_conflicts_then_cancel(
     assert job["id"] in r.text
     started = time.monotonic()
     assert len(infer(client, sid)) == len(PROBE)  # infer works meanwhile, promptly
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5  # not after the job (15 s or more)
     r = client.post(f"/v1/sessions/{sid}/v2/models/infer/infer", json={"inputs": [
         {"name": "x", "shape": [1, 28, 28], "datatype": "FP32", "data": PROBE[0].ravel().tolist()}
     ]})

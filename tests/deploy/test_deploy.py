@@ -43,7 +43,8 @@ API_ENV = {
     "FLEETLITE_LOG_LEVEL": None,  # any level
 }
 UVICORN_APP = "app.main:create_app"
-UVICORN_OPTIONS = {"--host": "0.0.0.0", "--port": "8000", "--loop": "uvloop", "--http": "httptools"}
+UVICORN_OPTIONS = {"--host": "0.0.0.0", "--port": "8000", "--loop": "uvloop", "--http": "httptools",
+                   "--timeout-graceful-shutdown": "20"}
 # Build inputs the Dockerfile must COPY (and .dockerignore must not exclude).
 BUILD_INPUTS = ["pyproject.toml", "app", "models", "migrations", "alembic.ini"]
 IGNORED = [".venv", "var", ".cache", ".git", "__pycache__"]

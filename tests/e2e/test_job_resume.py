@@ -154,8 +154,7 @@ def test_job_that_cannot_resume_fails_with_the_reason(settings: Settings, mlp_by
         second.stop(signal.SIGTERM)
 
 
-@pytest.mark.xfail(strict=True, reason="an open event stream keeps uvicorn from reaching the "
-                   "lifespan shutdown (which stops jobs) until the job ends")
+@pytest.mark.slow
 def test_sigterm_is_not_held_up_by_an_event_stream(tmp_path: Path, mlp_bytes: bytes,
                                                   s3_endpoint: str) -> None:
     with backend_settings("sqlite-local", tmp_path, s3_endpoint) as s:
