@@ -10,9 +10,12 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import ServiceUnavailable
+
+POOL_TIMEOUT = 5  # seconds a call waits for a pooled connection before it answers 503
 
 
 def make_engine(url: str) -> Engine:
@@ -37,8 +40,11 @@ def make_engine(url: str) -> Engine:
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,
-        pool_timeout=5,
-        connect_args={"connect_timeout": 3},
+        pool_timeout=POOL_TIMEOUT,
+        # Bounded waits: connecting, and a server that stops acknowledging (host down,
+        # network cut) drops the connection in seconds rather than after TCP's ~15 minutes.
+        connect_args={"connect_timeout": 3, "tcp_user_timeout": 5000, "keepalives": 1,
+                      "keepalives_idle": 10, "keepalives_interval": 2, "keepalives_count": 3},
     )
 
 
@@ -61,6 +67,9 @@ class Database:
             ):
                 raise
             raise ServiceUnavailable(f"database unavailable: {exc.orig or exc}") from exc
+        except PoolTimeout as exc:  # every pooled connection busy (a slow or stuck database)
+            raise ServiceUnavailable("database unavailable: no connection free within "
+                                     f"{POOL_TIMEOUT} s") from exc
 
     def ping(self) -> None:
         """Raise ServiceUnavailable unless the database answers."""

@@ -32,8 +32,19 @@ def flush_counters(fleet: Fleet) -> int:
     return len(snapshot)
 
 
-async def autosave_all(fleet: Fleet) -> int:
-    """Checkpoint (kind "auto") every live session with steps not yet in a checkpoint."""
+async def autosave_all(fleet: Fleet, *, check_store: bool = True) -> int:
+    """Checkpoint (kind "auto") every live session with steps not yet in a checkpoint.
+
+    A save runs in the session's strand, so a store that hangs would stall the session's
+    train and infer calls: the store is asked first, outside any strand, and the round is
+    skipped when it does not answer.
+    """
+    if check_store and any(s.dirty for s in fleet.pool.all()):
+        try:
+            await asyncio.to_thread(fleet.store.ping)
+        except FleetliteError as exc:
+            log.warning("autosave skipped, the store does not answer: %s", exc.detail)
+            return 0
     futures = []
     for live in fleet.pool.all():
         if live.dirty:
@@ -67,6 +78,7 @@ def sweep_orphans(fleet: Fleet) -> int:
                if k not in known]
     for key in orphans:
         fleet.store.delete(key)
+    fleet.store.remove_partial_writes()  # a local put killed mid-write leaves "key#N"
     for leftover in fleet.settings.work_path.glob("*.ckpt"):
         leftover.unlink(missing_ok=True)
     if orphans:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -11,9 +12,14 @@ import obstore
 from obstore.exceptions import NotFoundError
 from obstore.store import LocalStore, S3Store
 
+from app.errors import ServiceUnavailable
 
-class StoreUnavailable(Exception):
-    """The blob store did not answer (network, credentials, missing bucket)."""
+# A local put writes "key#N" and renames it over "key"; listings hide such staging files.
+_STAGING = re.compile(r"#\d+$")
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The blob store did not answer (network, credentials, missing bucket): a 503."""
 
 
 class BlobNotFound(Exception):
@@ -23,9 +29,11 @@ class BlobNotFound(Exception):
 class BlobStore:
     """Blobs addressed by keys such as ``users/{user_id}/checkpoints/{id}.ckpt``."""
 
-    def __init__(self, store: LocalStore | S3Store, description: str) -> None:
+    def __init__(self, store: LocalStore | S3Store, description: str,
+                 root: Path | None = None) -> None:
         self._store = store
         self.description = description
+        self._root = root  # the directory of a local store
 
     def put(self, key: str, data: bytes) -> None:
         """Write a whole blob; both backends make it visible only when complete."""
@@ -56,6 +64,20 @@ class BlobStore:
             out.extend(meta["path"] for meta in batch)
         return out
 
+    def remove_partial_writes(self) -> int:
+        """Delete what puts cut short by a crash left behind; call only with no put in flight.
+
+        A local put is a staging file renamed over the key, so a SIGKILL mid-write leaves
+        ``key#N``: never visible as a blob, but it holds disk space. On S3 a put shows
+        nothing until it completes (incomplete multipart uploads: a bucket lifecycle rule).
+        """
+        if self._root is None:
+            return 0
+        partial = [p for p in self._root.rglob("*#*") if _STAGING.search(p.name) and p.is_file()]
+        for p in partial:
+            p.unlink(missing_ok=True)
+        return len(partial)
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers a listing."""
         self._call(obstore.list_with_delimiter, self._store, "", _raw=True)
@@ -72,7 +94,8 @@ class BlobStore:
                 raise StoreUnavailable(f"{self.description}: the bucket does not exist") from exc
             raise BlobNotFound(str(args[0] if args else exc)) from exc
         except Exception as exc:  # obstore raises a family of errors for I/O trouble
-            raise StoreUnavailable(f"{self.description}: {type(exc).__name__}: {exc}") from exc
+            reason = str(exc).split("\n\nDebug source:")[0].strip()  # not the Rust dump
+            raise StoreUnavailable(f"{self.description}: {type(exc).__name__}: {reason}") from exc
 
 
 def open_store(
@@ -96,6 +119,7 @@ def open_store(
         options = {
             "allow_http": bool(endpoint and endpoint.startswith("http://")),
             "connect_timeout": "3s",
+            "read_timeout": "5s",  # a store that accepts and then stalls: 503 in seconds
             "timeout": "30s",
         }
         store = S3Store(
@@ -113,4 +137,4 @@ def open_store(
         return BlobStore(store, f"s3 store {url}")
     path = Path(url.removeprefix("file://")).resolve()
     path.mkdir(parents=True, exist_ok=True)
-    return BlobStore(LocalStore(prefix=path), f"local store {path}")
+    return BlobStore(LocalStore(prefix=path), f"local store {path}", root=path)
