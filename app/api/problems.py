@@ -77,7 +77,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        errors = json_safe(exc.errors())
+        # Not "input": it would echo the client's whole body (megabytes of tensors) back.
+        errors = json_safe([{k: v for k, v in e.items() if k != "input"} for e in exc.errors()])
         return problem(422, _describe_validation(exc), type_slug="invalid-input",
                        errors=errors)
 

@@ -70,7 +70,8 @@ def decode_value(spec: TensorSpec, value: Any) -> np.ndarray[Any, Any]:
     elif target.kind == "f" and raw.dtype.kind == "f" and raw.size and (
             raw.dtype.itemsize > target.itemsize):
         limit = float(np.finfo(target).max)
-        if float(np.max(np.abs(raw))) > limit:
+        finite = raw[np.isfinite(raw)]  # ±inf fits; NaN would hide an overflow from max()
+        if finite.size and float(np.max(np.abs(finite))) > limit:
             raise InvalidInput(f"input '{spec.name}': values beyond ±{limit:.4g} do not fit "
                                f"{spec.dtype}")
     arr = raw.astype(target, copy=False)

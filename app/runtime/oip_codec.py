@@ -171,7 +171,12 @@ def _input(spec: TensorSpec, item: dict[str, Any], chunk: memoryview) -> Array:
     if datatype != want:
         raise InvalidInput(f"input '{name}': expected datatype {want} ({spec.dtype}) and shape "
                            f"{list(spec.shape)}, received datatype {datatype}")
-    check_array(spec, np.broadcast_to(np.zeros((), np.int8), shape))  # shape only, no memory
+    try:
+        shaped = np.broadcast_to(np.zeros((), np.int8), shape)  # shape only, no memory
+    except (ValueError, OverflowError):  # over 64 dimensions, or past what numpy can index
+        raise InvalidInput(f"input '{name}': shape {shape} is too large for a tensor "
+                           f"(expected {list(spec.shape)} {spec.dtype})") from None
+    check_array(spec, shaped)
     if "data" in item:
         return _from_json(spec, item["data"], shape)
     return _from_binary(spec, chunk, shape)
@@ -229,6 +234,11 @@ def _from_json(spec: TensorSpec, data: Any, shape: list[int]) -> Array:
             if raw.min() < info.min or raw.max() > info.max:
                 raise InvalidInput(f"input '{spec.name}': values out of range for "
                                    f"{oip_datatype(spec.dtype)}")
+        elif target.kind == "f" and raw.dtype.kind == "f" and raw.size:
+            finite, limit = raw[np.isfinite(raw)], float(np.finfo(target).max)
+            if finite.size and float(np.max(np.abs(finite))) > limit:  # as the JSON API says
+                raise InvalidInput(f"input '{spec.name}': values beyond ±{limit:.4g} do not "
+                                   f"fit {oip_datatype(spec.dtype)}")
         raw = raw.astype(target, copy=False)
     if raw.size != math.prod(shape):
         raise InvalidInput(f"input '{spec.name}': shape {shape} needs {math.prod(shape)} "

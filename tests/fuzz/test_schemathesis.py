@@ -3,13 +3,15 @@
 One server (sqlite-local, to keep time down) is seeded with a real model, session, checkpoint,
 dataset and finished job; the path parameters of every operation are sometimes swapped for
 those real ids, so the fuzzer reaches the code behind the 404s too. Stateless checks only;
-bounded by max_examples per operation and derandomized, so CI runs the same cases each time.
+bounded by max_examples per operation and seeded per operation, so CI runs the same cases
+each time.
 """
 
 from __future__ import annotations
 
 import io
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -32,13 +34,15 @@ from schemathesis.specs.openapi.checks import (
 import models
 from app.config import Settings
 from app.main import create_app
-from tests.helpers import LiveServer, backend_settings, new_session, upload
+from tests.helpers import LiveServer, assert_problem, backend_settings, new_session, upload
 
 MAX_EXAMPLES = 25
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
+BODY_IDS = ("model_id", "checkpoint_id", "dataset_id")
 CASES: Counter[str] = Counter()
 STATUSES: Counter[int] = Counter()
+BY_OP: dict[str, Counter[int]] = {}
 
 
 @dataclass(frozen=True)
@@ -119,13 +123,14 @@ def api_schema(live: LiveServer, seeds: Seeds) -> Any:
     """The schema as the running server serves it, with hooks that reach the seeded objects."""
     schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
     schema.config.update(base_url=live.url)
-    schema.config.seed = 20240601
     real = _real_values(seeds)
 
     @schema.hook
-    def flatmap_path_parameters(ctx: Any, path_parameters: dict[str, Any]) -> Any:
+    def flatmap_path_parameters(ctx: Any, path_parameters: dict[str, Any] | None) -> Any:
         # DELETEs keep their random ids (they would remove the seeds), except the model's:
         # the seeded session uses it, so that delete answers 409 and changes nothing.
+        if not path_parameters:
+            return st.just(path_parameters)
         method = ctx.operation.method.upper() if ctx.operation else "GET"
         options: dict[str, st.SearchStrategy[Any]] = {}
         for name, value in path_parameters.items():
@@ -134,6 +139,18 @@ def api_schema(live: LiveServer, seeds: Seeds) -> Any:
                 options[name] = st.just(value)
             else:
                 options[name] = st.sampled_from([value, *values])
+        return st.fixed_dictionaries(options)
+
+    @schema.hook
+    def flatmap_body(ctx: Any, body: Any) -> Any:
+        # Ids in JSON bodies (a session's model, a restore's checkpoint, a job's dataset) point
+        # at real objects half the time; jobs get at most 2 epochs so none runs for long.
+        if not isinstance(body, dict):
+            return st.just(body)
+        options = {k: st.sampled_from([v, *real[k]]) if k in BODY_IDS and isinstance(v, str)
+                   else st.just(v) for k, v in body.items()}
+        if isinstance(body.get("epochs"), int) and not isinstance(body["epochs"], bool):
+            options["epochs"] = st.just(min(body["epochs"], 2))
         return st.fixed_dictionaries(options)
 
     return schema
@@ -149,19 +166,28 @@ def _operations() -> list[str]:
 OPERATIONS = _operations()
 
 
+def _has_inputs(operation: Any) -> bool:
+    return bool(operation.path_parameters or operation.query or operation.headers
+                or operation.cookies or operation.body)
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.parametrize("label", OPERATIONS)
 def test_operation_conforms(api_schema: Any, label: str, mode: GenerationMode) -> None:
     method, path = label.split(" ", 1)
     operation = api_schema[path][method]
+    if mode is GenerationMode.NEGATIVE and not _has_inputs(operation):
+        pytest.skip("nothing to negate: the operation takes no parameters and no body")
 
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+    @seed(zlib.crc32(f"{label} {mode.value}".encode()))  # the same cases on every run
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: Case) -> None:
         response = case.call(timeout=60)
         CASES[label] += 1
         STATUSES[response.status_code] += 1
+        BY_OP.setdefault(label, Counter())[response.status_code] += 1
         case.validate_response(response, checks=CHECKS)
 
     run()
@@ -174,9 +200,43 @@ def test_served_schema_has_the_collected_operations(api_schema: Any) -> None:
 
 
 def test_case_count(live: LiveServer) -> None:
-    """Every operation ran, and the server still answers."""
-    total = sum(CASES.values())
-    print(f"\nschemathesis: {total} cases over {len(CASES)} operations; statuses "
-          f"{dict(sorted(STATUSES.items()))}")
-    assert set(CASES) == set(OPERATIONS)
+    """After the operations above (in file order): the count, and the server still answers."""
     assert httpx.get(f"{live.url}/healthz", timeout=10).status_code == 200
+    if set(CASES) != set(OPERATIONS):
+        pytest.skip("only some operations were selected; nothing to count")
+    print(f"\nschemathesis: {sum(CASES.values())} cases over {len(CASES)} operations; "
+          f"statuses {dict(sorted(STATUSES.items()))}")
+    for label, statuses in BY_OP.items():
+        print(f"  {label}: {dict(statuses)}")
+
+
+@pytest.mark.parametrize("body", [
+    b'{"model_id": "mdl_x", "checkpoint_id": 18446744073709551616}',  # past 64 bits
+    b'{"checkpoint_id": -9223372036854775809}',
+    b'{"model_id": "\\udbbc"}',  # a lone surrogate: stdlib json lets it through
+    b'{"label": "\\ud800x"}',
+    b'{"dataset_id": "\\udfff", "epochs": 1, "batch_size": 1}',
+    b'{"\\ud800": 1}',
+])
+def test_bodies_orjson_cannot_echo_are_problems_not_500s(live: LiveServer, seeds: Seeds,
+                                                          body: bytes) -> None:
+    """Found by the fuzzing above: these made the 422 handler (or the database) raise."""
+    sid = seeds.session_id
+    for url in (f"/v1/users/{seeds.user_id}/sessions", f"/v1/sessions/{sid}/restore",
+                f"/v1/sessions/{sid}/checkpoints", f"/v1/sessions/{sid}/jobs"):
+        r = httpx.post(live.url + url, content=body,
+                       headers={"content-type": "application/json"}, timeout=30)
+        assert r.status_code < 500, (url, r.status_code, r.text)
+        if r.status_code >= 400:
+            assert_problem(r, r.status_code)
+
+
+@pytest.mark.parametrize("shape", [[1] * 70, [2**62, 28, 28], [2**63, 28, 28],
+                                   [2**64 - 1, 28, 28]])
+def test_oip_shapes_numpy_cannot_describe_are_422(live: LiveServer, seeds: Seeds,
+                                                  shape: list[int]) -> None:
+    """Found by tests/fuzz/test_codec_properties.py: np.broadcast_to raised ValueError (500)."""
+    header = {"inputs": [{"name": "x", "datatype": "FP32", "shape": shape, "data": [0.0]}]}
+    r = httpx.post(f"{live.url}/v1/sessions/{seeds.session_id}/v2/models/infer/infer",
+                   json=header, timeout=30)
+    assert_problem(r, 422, "'x'")
