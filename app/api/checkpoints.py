@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 
 from app.api.auth import PrincipalDep, check_owner, check_user
-from app.api.deps import Cursor, FleetDep, Limit, UserId, on_session
+from app.api.deps import Cursor, FleetDep, Limit, UserId, listed, on_session
 from app.db.tables import CheckpointRow
 from app.metrics import CHECKPOINTS
 from app.schemas.common import ListOf
@@ -45,8 +45,7 @@ def list_checkpoints(
     check_user(who, user_id)
     page = checkpoints.get_all(fleet, user_id=user_id, model_id=model_id,
                                session_id=session_id, limit=limit, cursor=cursor)
-    return ListOf[Checkpoint](items=[Checkpoint.model_validate(r) for r in page.items],
-                              next_cursor=page.next_cursor)
+    return listed(Checkpoint, page)
 
 
 @router.get("/v1/checkpoints/{checkpoint_id}", response_model=Checkpoint)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import PrincipalDep, check_owner, check_user
-from app.api.deps import Cursor, FleetDep, Limit, UserId
+from app.api.deps import Cursor, FleetDep, Limit, UserId, listed
 from app.errors import PayloadTooLarge
 from app.schemas.common import ListOf
 from app.schemas.training import Dataset
@@ -42,8 +42,7 @@ def list_datasets(fleet: FleetDep, who: PrincipalDep, user_id: UserId, limit: Li
     """The user's datasets, newest first."""
     check_user(who, user_id)
     page = datasets.get_all(fleet, user_id=user_id, limit=limit, cursor=cursor)
-    return ListOf[Dataset](items=[Dataset.model_validate(r) for r in page.items],
-                           next_cursor=page.next_cursor)
+    return listed(Dataset, page)
 
 
 @router.get("/v1/datasets/{dataset_id}", response_model=Dataset)

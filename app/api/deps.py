@@ -8,14 +8,16 @@ from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, Path, Query, Request
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import InvalidInput, NotFound, ServiceUnavailable
 from app.runtime.pool import LiveSession, SessionEvicted
-from app.schemas.common import USER_ID_PATTERN, TensorsIn
+from app.schemas.common import USER_ID_PATTERN, ListOf, TensorsIn
 from app.services import sessions
 from app.services.fleet import Fleet
 from app.services.keyring import Principal
+from app.services.pages import Page
 
 T = TypeVar("T")
 
@@ -37,6 +39,15 @@ TENSOR_BODY: dict[str, Any] = {
         "content": {"application/json": {"schema": TensorsIn.model_json_schema()}},
     }
 }
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def listed(schema: type[S], page: Page[Any]) -> ListOf[S]:
+    """A page of rows or views as the API's list body."""
+    return ListOf[schema](  # type: ignore[valid-type]
+        items=[schema.model_validate(item) for item in page.items], next_cursor=page.next_cursor)
 
 
 async def read_json(request: Request) -> Any:

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import PrincipalDep, check_owner, check_user
-from app.api.deps import Cursor, FleetDep, Limit, UserId
+from app.api.deps import Cursor, FleetDep, Limit, UserId, listed
 from app.schemas.common import ListOf
 from app.schemas.training import Job, JobCreate
 from app.services import charts, jobs, sessions
@@ -63,8 +63,7 @@ def list_jobs(fleet: FleetDep, who: PrincipalDep, user_id: UserId, limit: Limit 
     """The user's jobs, newest first."""
     check_user(who, user_id)
     page = jobs.get_all(fleet, user_id=user_id, limit=limit, cursor=cursor)
-    return ListOf[Job](items=[Job.model_validate(v) for v in page.items],
-                       next_cursor=page.next_cursor)
+    return listed(Job, page)
 
 
 @router.get("/v1/jobs/{job_id}/events", response_class=StreamingResponse,

@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Response
 
 from app.api.auth import PrincipalDep, require_admin
-from app.api.deps import Cursor, FleetDep, Limit, UserId
+from app.api.deps import Cursor, FleetDep, Limit, UserId, listed
 from app.schemas.common import ListOf, Schema
 from app.services import keys
 
@@ -43,8 +43,7 @@ def list_keys(fleet: FleetDep, who: PrincipalDep, user_id: UserId, limit: Limit 
     """The user's keys: ids, prefixes and dates (admin only)."""
     require_admin(who)
     page = keys.get_all(fleet, user_id=user_id, limit=limit, cursor=cursor)
-    return ListOf[KeyInfo](items=[KeyInfo.model_validate(r) for r in page.items],
-                           next_cursor=page.next_cursor)
+    return listed(KeyInfo, page)
 
 
 @router.delete("/v1/users/{user_id}/keys/{key_id}", status_code=204, response_class=Response)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import PrincipalDep, require_admin
-from app.api.deps import Cursor, FleetDep, Limit
+from app.api.deps import Cursor, FleetDep, Limit, listed
 from app.errors import PayloadTooLarge
 from app.metrics import MODEL_UPLOADS
 from app.schemas.common import ListOf
@@ -45,8 +45,7 @@ async def upload_model(
 def list_models(fleet: FleetDep, limit: Limit = 50, cursor: Cursor = None) -> ListOf[Model]:
     """Every base model, newest first."""
     page = models.get_all(fleet, limit=limit, cursor=cursor)
-    return ListOf[Model](items=[Model.model_validate(r) for r in page.items],
-                         next_cursor=page.next_cursor)
+    return listed(Model, page)
 
 
 @router.get("/{model_id}", response_model=Model)

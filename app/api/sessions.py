@@ -15,6 +15,7 @@ from app.api.deps import (
     FleetDep,
     Limit,
     UserId,
+    listed,
     live_session,
     on_session,
     read_json,
@@ -47,8 +48,7 @@ def list_sessions(fleet: FleetDep, who: PrincipalDep, user_id: UserId, limit: Li
     """The user's sessions, newest first."""
     check_user(who, user_id)
     page = sessions.get_all(fleet, user_id=user_id, limit=limit, cursor=cursor)
-    return ListOf[Session](items=[Session.model_validate(v) for v in page.items],
-                           next_cursor=page.next_cursor)
+    return listed(Session, page)
 
 
 @router.get("/v1/sessions/{session_id}", response_model=Session)

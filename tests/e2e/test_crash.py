@@ -288,14 +288,23 @@ def test_s3_put_killed_midway_leaves_no_torn_blob(s3_endpoint: str) -> None:
     url, size = f"s3://{make_bucket(s3_endpoint)}/fleet", 6 * 1024 * 1024  # multipart
     store = open_store(url, endpoint=s3_endpoint, access_key_id="test",
                        secret_access_key="test")
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test",
+                      aws_secret_access_key="test", region_name="us-east-1")
+    bucket = url.removeprefix("s3://").split("/")[0]
+
+    def uploads() -> set[str]:
+        return {u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])}
+
     for seed in range(3):
+        before = uploads()
         proc = start_putter(url, s3_endpoint, size)
-        time.sleep(random.Random(seed).uniform(0.05, 0.6))
+        deadline = time.monotonic() + 30
+        while not uploads() - before:  # wait until a multipart put is under way: kill mid-put
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.005)
+        time.sleep(random.Random(seed).uniform(0.0, 0.05))
         proc.kill()
         proc.wait()
         assert_blobs_whole(store, size)
         assert store.remove_partial_writes() == 0
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test",
-                      aws_secret_access_key="test", region_name="us-east-1")
-    bucket = url.removeprefix("s3://").split("/")[0]
-    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads")  # kills landed mid-put
+    assert uploads()  # the kills landed mid-put, leaving incomplete uploads and no torn blob
