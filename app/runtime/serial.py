@@ -26,7 +26,9 @@ class SerialExecutor:
         self._lock = threading.Lock()
         self._running = False
         self._executing = 0
-        self.avg_seconds = 0.0  # moving average of call durations, for run_or_submit
+        # Moving average of call durations, for run_or_submit; None until a call is measured,
+        # so a session's first call (perhaps a huge JSON body) never runs on the event loop.
+        self.avg_seconds: float | None = None
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Queue fn(*args, **kwargs) behind everything already submitted."""
@@ -50,7 +52,8 @@ class SerialExecutor:
         pool needs, so the event loop runs it itself; slow models still go to the pool.
         """
         with self._lock:
-            inline = not self._running and self.avg_seconds < inline_below
+            avg = self.avg_seconds
+            inline = not self._running and avg is not None and avg < inline_below
             if inline:
                 self._running, self._executing = True, 1
         if not inline:
@@ -105,7 +108,9 @@ class SerialExecutor:
                 fut.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # noqa: BLE001 - delivered to the caller
                 fut.set_exception(exc)
-            self.avg_seconds += 0.2 * (time.perf_counter() - started - self.avg_seconds)
+            took = time.perf_counter() - started
+            avg = self.avg_seconds
+            self.avg_seconds = took if avg is None else avg + 0.2 * (took - avg)
 
     def _fail_all(self, exc: BaseException) -> None:
         with self._lock:

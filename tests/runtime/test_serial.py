@@ -194,3 +194,21 @@ def test_submit_after_pool_shutdown_keeps_failing() -> None:
         fut = strand.submit(int, i)
         assert fut.done()
         assert isinstance(fut.exception(), RuntimeError)
+
+
+def test_run_or_submit_runs_only_measured_cheap_calls_inline() -> None:
+    pool = ThreadPoolExecutor(2)
+    strand = SerialExecutor(pool)
+    here = threading.get_ident()
+
+    def where(delay: float = 0.0) -> int:
+        time.sleep(delay)
+        return threading.get_ident()
+
+    first = strand.run_or_submit(where, inline_below=0.01).result(timeout=5)
+    assert first != here  # nothing measured yet: the first call goes to the pool
+    assert strand.run_or_submit(where, inline_below=0.01).result(timeout=5) == here
+    for _ in range(10):  # calls turn slow: the average rises past the bound
+        strand.run_or_submit(lambda: where(0.03), inline_below=0.01).result(timeout=5)
+    assert strand.run_or_submit(where, inline_below=0.01).result(timeout=5) != here
+    pool.shutdown()
