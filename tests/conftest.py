@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 import models
-from tests.helpers import BACKENDS, LiveServer, backend_settings, upload
+from tests.helpers import BACKENDS, LiveServer, running_server, upload
 
 
 @pytest.fixture(scope="session")
@@ -44,10 +44,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
            s3_endpoint: str) -> Iterator[LiveServer]:
     """A running service per test module and backend."""
     root = tmp_path_factory.mktemp(request.param)
-    with backend_settings(request.param, root, s3_endpoint) as settings:
-        live = LiveServer(settings).start()
+    with running_server(request.param, root, s3_endpoint) as live:
         yield live
-        live.stop()
 
 
 @pytest.fixture(scope="module")

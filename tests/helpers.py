@@ -80,6 +80,18 @@ def backend_settings(backend: str, root: Path, s3_endpoint: str | None, **overri
                        s3_secret_access_key="test", **common)
 
 
+@contextmanager
+def running_server(backend: str, root: Path, s3_endpoint: str | None,
+                   **overrides: object) -> Iterator[LiveServer]:
+    """A started server on a fresh backend, stopped gracefully afterwards."""
+    with backend_settings(backend, root, s3_endpoint, **overrides) as settings:
+        server = LiveServer(settings).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 class LiveServer:
     """The real app under uvicorn in a thread, on a free loopback port."""
 

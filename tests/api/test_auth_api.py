@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import BACKENDS, LiveServer, assert_problem, backend_settings
+from tests.helpers import BACKENDS, LiveServer, assert_problem, running_server
 
 ADMIN = "admin-token-for-tests-0123456789"
 X = np.random.default_rng(3).random((4, 28, 28), dtype=np.float32)
@@ -23,10 +23,8 @@ Y = np.eye(10, dtype=np.float32)[[1, 2, 3, 4]]
 def secured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
             s3_endpoint: str) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp(f"auth-{request.param}")
-    with backend_settings(request.param, root, s3_endpoint, admin_token=ADMIN) as settings:
-        server = LiveServer(settings).start()
+    with running_server(request.param, root, s3_endpoint, admin_token=ADMIN) as server:
         yield server
-        server.stop()
 
 
 def client(server: LiveServer, token: str | None) -> httpx.Client:

@@ -8,7 +8,13 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import BACKENDS, LiveServer, backend_settings, new_session, upload
+from tests.helpers import (
+    BACKENDS,
+    LiveServer,
+    new_session,
+    running_server,
+    upload,
+)
 
 CAP = 3
 RNG = np.random.default_rng(5)
@@ -19,10 +25,8 @@ X = RNG.random((8, 28, 28), dtype=np.float32).tolist()
 def capped(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            s3_endpoint: str) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp(f"capped-{request.param}")
-    with backend_settings(request.param, root, s3_endpoint, max_live_sessions=CAP) as settings:
-        server = LiveServer(settings).start()
+    with running_server(request.param, root, s3_endpoint, max_live_sessions=CAP) as server:
         yield server
-        server.stop()
 
 
 def train(c: httpx.Client, sid: str, label: int, n: int) -> None:

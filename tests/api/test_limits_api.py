@@ -10,7 +10,13 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import LiveServer, assert_problem, backend_settings, new_session, upload
+from tests.helpers import (
+    LiveServer,
+    assert_problem,
+    new_session,
+    running_server,
+    upload,
+)
 
 LIMITS = {"max_tensor_elements": 3 * 28 * 28 + 3 * 10, "max_batch_size": 4,
           "max_live_sessions_per_user": 2, "max_jobs_per_user": 1,
@@ -20,10 +26,8 @@ LIMITS = {"max_tensor_elements": 3 * 28 * 28 + 3 * 10, "max_batch_size": 4,
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("limited")
-    with backend_settings("sqlite-local", root, None, **LIMITS) as settings:
-        server = LiveServer(settings).start()
+    with running_server("sqlite-local", root, None, **LIMITS) as server:
         yield server
-        server.stop()
 
 
 @pytest.fixture(scope="module")
