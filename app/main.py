@@ -9,11 +9,14 @@ import signal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
+from starlette.types import Receive, Scope, Send
 
 from app.api import checkpoints, datasets, health, jobs, keys, models, oip, sessions
 from app.api.auth import principal
+from app.api.fastlane import FastLane
 from app.api.limits import BodyLimit
 from app.api.problems import install_error_handlers
 from app.config import Settings
@@ -50,6 +53,19 @@ def _watch_sigterm(stopping: asyncio.Event) -> None:
         signal.signal(sig, handler)
 
 
+class FleetliteAPI(FastAPI):
+    """FastAPI, with the per-step protocol calls answered first by the fast lane."""
+
+    def __init__(self, lane: FastLane, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lane = lane
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fleet = getattr(self.state, "fleet", None)
+        if not await self.lane(fleet, scope, receive, send):
+            await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app; run with ``uvicorn --factory app.main:create_app``."""
     settings = settings or Settings()
@@ -78,7 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await maintenance.shutdown(fleet)
             await asyncio.to_thread(fleet.close)
 
-    app = FastAPI(
+    app = FleetliteAPI(
+        FastLane(settings.max_request_bytes),
         title="fleetlite",
         version="0.1.0",
         summary="A fleet of on-device TensorFlow Lite trainers, simulated behind one REST API.",

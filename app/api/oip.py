@@ -23,6 +23,7 @@ from app.runtime.codec import check_limits
 from app.runtime.pool import LiveSession
 from app.runtime.signatures import CHECKPOINT_SIGNATURES, SignatureSpec
 from app.services import sessions
+from app.services.fleet import Fleet
 from app.services.keyring import Principal
 
 router = APIRouter(prefix="/v1/sessions/{session_id}/v2", tags=["open inference protocol"])
@@ -161,12 +162,34 @@ async def _infer(
     request: Request,
 ) -> Response:
     body = await request.body()
+    payload, headers = await run_infer(
+        fleet, who, session_id, name, version, body,
+        encoding=request.headers.get("content-encoding"),
+        header_length=request.headers.get(HEADER_LENGTH),
+    )
+    return Response(payload, headers=headers)
+
+
+async def run_infer(
+    fleet: Fleet,
+    who: Principal,
+    session_id: str,
+    name: str,
+    version: str | None,
+    body: bytes,
+    *,
+    encoding: str | None,
+    header_length: str | None,
+) -> tuple[bytes, dict[str, str]]:
+    """One protocol infer call on a session: the response body and its headers.
+
+    Shared by the route above and by the fast lane (app.api.fastlane), which calls it
+    without FastAPI's routing for the per-step path.
+    """
     live = await live_session(fleet, who, session_id)
     spec = _model(live, name, version)
-    body = oip_codec.decompress(
-        body, request.headers.get("content-encoding"), fleet.settings.max_request_bytes
-    )
-    parsed = oip_codec.parse_request(body, request.headers.get(HEADER_LENGTH), spec, name)
+    body = oip_codec.decompress(body, encoding, fleet.settings.max_request_bytes)
+    parsed = oip_codec.parse_request(body, header_length, spec, name)
     check_limits(spec, parsed.inputs, sessions.limits(fleet))
     outputs, step = await on_session(
         fleet, who, session_id, lambda s: partial(s.run_arrays, name, parsed.inputs)
@@ -177,9 +200,7 @@ async def _infer(
         params = {"step": step}
     else:
         SIGNATURE_CALLS.labels(name).inc()
-    payload, header_length = oip_codec.build_response(name, VERSION, parsed, outputs, params)
-    if header_length is None:
-        return Response(payload, media_type="application/json")
-    return Response(
-        payload, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)}
-    )
+    payload, split = oip_codec.build_response(name, VERSION, parsed, outputs, params)
+    if split is None:
+        return payload, {"content-type": "application/json"}
+    return payload, {"content-type": "application/octet-stream", HEADER_LENGTH: str(split)}

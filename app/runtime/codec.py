@@ -38,14 +38,19 @@ def check_names(spec: SignatureSpec, names: set[str], signature: str) -> None:
 
 
 def check_array(spec: TensorSpec, arr: np.ndarray[Any, Any]) -> None:
-    """422 unless arr has the spec's dtype and a shape it accepts."""
-    if not spec.accepts_shape(arr.shape):
+    """422 unless arr has a shape the spec accepts."""
+    check_shape(spec, arr.shape)
+
+
+def check_shape(spec: TensorSpec, shape: tuple[int, ...]) -> None:
+    """422 unless the spec accepts a tensor of this shape (and it is not empty)."""
+    if not spec.accepts_shape(shape):
         raise InvalidInput(
             f"input '{spec.name}': expected shape {list(spec.shape)} ({spec.dtype}), "
-            f"received shape {list(arr.shape)}"
+            f"received shape {list(shape)}"
         )
-    if arr.size == 0 and 0 not in spec.shape:
-        raise InvalidInput(f"input '{spec.name}': received an empty tensor {list(arr.shape)}")
+    if 0 in shape and 0 not in spec.shape:
+        raise InvalidInput(f"input '{spec.name}': received an empty tensor {list(shape)}")
 
 
 def decode_value(spec: TensorSpec, value: Any) -> np.ndarray[Any, Any]:

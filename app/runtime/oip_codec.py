@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from app.errors import FleetliteError, InvalidInput, PayloadTooLarge
-from app.runtime.codec import check_array, check_batch, check_names
+from app.runtime.codec import check_batch, check_names, check_shape
 from app.runtime.signatures import SignatureSpec, TensorSpec, dtype_name, numpy_dtype
 
 OIP_DATATYPES = {
@@ -171,12 +171,7 @@ def _input(spec: TensorSpec, item: dict[str, Any], chunk: memoryview) -> Array:
     if datatype != want:
         raise InvalidInput(f"input '{name}': expected datatype {want} ({spec.dtype}) and shape "
                            f"{list(spec.shape)}, received datatype {datatype}")
-    try:
-        shaped = np.broadcast_to(np.zeros((), np.int8), shape)  # shape only, no memory
-    except (ValueError, OverflowError):  # over 64 dimensions, or past what numpy can index
-        raise InvalidInput(f"input '{name}': shape {shape} is too large for a tensor "
-                           f"(expected {list(spec.shape)} {spec.dtype})") from None
-    check_array(spec, shaped)
+    check_shape(spec, tuple(shape))
     if "data" in item:
         return _from_json(spec, item["data"], shape)
     return _from_binary(spec, chunk, shape)

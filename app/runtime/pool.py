@@ -95,7 +95,7 @@ class LiveSession:
         self.steps += 1
         loss = outputs.get("loss")
         if loss is not None:
-            self.last_loss = float(np.mean(loss))
+            self.last_loss = float(loss.reshape(-1)[0] if loss.size == 1 else np.mean(loss))
             self.recent_losses.append(self.last_loss)
         self.updated_at = datetime.now(UTC)
         return outputs

@@ -21,6 +21,9 @@ _DTYPE_NAMES = {
 
 def dtype_name(dtype: Any) -> str:
     """The contract's dtype name for a numpy dtype or scalar type ("string" for bytes)."""
+    known = _DTYPE_NAMES.get(dtype)  # the common case: a numpy dtype seen before
+    if known is not None:
+        return known
     dt = np.dtype(dtype)
     if dt.kind in ("S", "O", "U"):
         return "string"
