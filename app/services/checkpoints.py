@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -14,34 +16,62 @@ from app.services.fleet import Fleet
 from app.services.pages import Page, paginate
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A session's weights as its save signature wrote them, and the counters they go with."""
+
+    data: bytes
+    steps: int
+    loss: float | None
+    updated_at: datetime
+
+
 def save(fleet: Fleet, live: LiveSession, *, kind: str, label: str | None = None) -> CheckpointRow:
     """Run the save signature and keep the file. Call inside the session's strand."""
+    return persist(fleet, live, snapshot(fleet, live), kind=kind, label=label)
+
+
+def snapshot(fleet: Fleet, live: LiveSession) -> Snapshot:
+    """Run the save signature into memory. Call inside the session's strand."""
     live.check_present()
-    ckpt_id = new_id("ckpt")
-    path = fleet.settings.work_path / f"{ckpt_id}.ckpt"
+    path = fleet.settings.work_path / f"{new_id('snap')}.ckpt"
     try:
         live.lite.save(path)
         data = path.read_bytes()
     finally:
         path.unlink(missing_ok=True)
+    return Snapshot(data, live.steps, live.last_loss, live.updated_at)
+
+
+def persist(fleet: Fleet, live: LiveSession, snap: Snapshot, *, kind: str,
+            label: str | None = None) -> CheckpointRow:
+    """Store a snapshot as the session's newest checkpoint: blob first, row second.
+
+    Safe outside the strand (jobs persist an epoch while the next one trains): the session
+    only adopts it as its head when no later snapshot was saved meanwhile.
+    """
+    ckpt_id = new_id("ckpt")
     key = f"users/{live.user_id}/checkpoints/{ckpt_id}.ckpt"
-    fleet.store.put(key, data)  # blob first, row second
-    now = utcnow()
+    fleet.store.put(key, snap.data)
     row = CheckpointRow(id=ckpt_id, user_id=live.user_id, model_id=live.model_id,
-                        session_id=live.id, step=live.steps, loss=live.last_loss, kind=kind,
-                        label=label, sha256=hashlib.sha256(data).hexdigest(),
-                        size_bytes=len(data), blob_key=key, created_at=now)
+                        session_id=live.id, step=snap.steps, loss=snap.loss, kind=kind,
+                        label=label, sha256=hashlib.sha256(snap.data).hexdigest(),
+                        size_bytes=len(snap.data), blob_key=key, created_at=utcnow())
+    newest = snap.steps >= live.saved_steps
     try:
         with fleet.db.begin() as db:
             db.add(row)
-            db.execute(update(SessionRow).where(SessionRow.id == live.id).values(
-                head_checkpoint_id=ckpt_id, steps=live.steps, last_loss=live.last_loss,
-                updated_at=live.updated_at))
+            if newest:
+                db.execute(update(SessionRow).where(SessionRow.id == live.id).values(
+                    head_checkpoint_id=ckpt_id, steps=snap.steps, last_loss=snap.loss,
+                    updated_at=snap.updated_at))
     except BaseException:
         fleet.store.delete(key)
         raise
-    live.saved_steps = live.flushed_steps = live.steps
-    live.head_checkpoint_id = ckpt_id
+    if newest:
+        # flushed_steps too: the row now says snap.steps, so the next flush writes any more.
+        live.saved_steps = live.flushed_steps = snap.steps
+        live.head_checkpoint_id = ckpt_id
     if kind == "auto":
         prune_autosaves(fleet, session_id=live.id, keep=fleet.settings.keep_autosaves)
     return row

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -241,33 +242,60 @@ def _run_epochs(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession) -
     state.step = row.epochs_done * per_epoch
     state.epoch = row.epochs_done
     state.status = "running"  # last: views read the live state from now on
-    for epoch in range(row.epochs_done, row.epochs):
-        state.epoch = epoch + 1
-        state.touch()
-        batches = epoch_batches(arrays, batch_size=row.batch_size, epoch=epoch, seed=row.seed,
-                                shuffle=row.shuffle, fixed_batch=fixed)
-        losses: list[float] = []
-        while len(losses) < per_epoch:
-            if state.stop.is_set():
-                return  # shutting down: stays "running" in the DB and resumes at start
-            if state.cancel.is_set():
-                state.status = "cancelled"
-                _finish(fleet, row.id, "cancelled", steps_done=state.step)
-                return
-            chunk = _strand(live, live.train_steps, batches, CHUNK_SECONDS)
-            losses.extend(chunk)
-            state.step += len(chunk)
-            state.touch()
-        known = [x for x in losses if not math.isnan(x)]  # NaN: the model reports no loss
-        mean = sum(known) / len(known) if known else None
-        state.epoch_loss.append(mean if mean is not None and math.isfinite(mean) else None)
-        ckpt = _strand(live, checkpoints.save, fleet, live, kind="epoch",
-                       label=f"{row.id} epoch {epoch + 1}")
-        state.checkpoint_ids.append(ckpt.id)
-        _save_row(fleet, row.id, epochs_done=epoch + 1, steps_done=state.step,
-                  epoch_loss=list(state.epoch_loss), checkpoint_ids=list(state.checkpoint_ids))
+    # An epoch's checkpoint is stored while the next epoch trains; one at a time, in order,
+    # so the row's epochs_done only ever names an epoch whose checkpoint is durable.
+    with ThreadPoolExecutor(1, thread_name_prefix=f"persist-{row.id}") as persister:
+        pending: Future[None] | None = None
+        try:
+            for epoch in range(row.epochs_done, row.epochs):
+                state.epoch = epoch + 1
+                state.touch()
+                batches = epoch_batches(arrays, batch_size=row.batch_size, epoch=epoch,
+                                        seed=row.seed, shuffle=row.shuffle, fixed_batch=fixed)
+                losses: list[float] = []
+                while len(losses) < per_epoch:
+                    if state.stop.is_set():
+                        return  # shutting down: stays "running" in the DB, resumes at start
+                    if state.cancel.is_set():
+                        _wait(pending)
+                        state.status = "cancelled"
+                        _finish(fleet, row.id, "cancelled", steps_done=state.step)
+                        return
+                    chunk = _strand(live, live.train_steps, batches, CHUNK_SECONDS)
+                    losses.extend(chunk)
+                    state.step += len(chunk)
+                    state.touch()
+                known = [x for x in losses if not math.isnan(x)]  # NaN: no loss reported
+                mean = sum(known) / len(known) if known else None
+                snap = _strand(live, checkpoints.snapshot, fleet, live)
+                _wait(pending)  # the previous epoch's checkpoint first
+                pending = persister.submit(
+                    _persist_epoch, fleet, state, row, live, snap, epoch + 1,
+                    mean if mean is not None and math.isfinite(mean) else None, state.step)
+            _wait(pending)
+        finally:
+            if pending is not None and not pending.done():
+                pending.result()  # stopping or failing: let the store/DB write finish
     state.status = "succeeded"
     _finish(fleet, row.id, "succeeded")
+
+
+def _persist_epoch(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession,
+                   snap: checkpoints.Snapshot, epochs_done: int, mean: float | None,
+                   steps_done: int) -> None:
+    ckpt = checkpoints.persist(fleet, live, snap, kind="epoch",
+                               label=f"{row.id} epoch {epochs_done}")
+    state.epoch_loss.append(mean)
+    state.checkpoint_ids.append(ckpt.id)
+    _save_row(fleet, row.id, epochs_done=epochs_done, steps_done=steps_done,
+              epoch_loss=list(state.epoch_loss), checkpoint_ids=list(state.checkpoint_ids))
+    state.touch()
+
+
+def _wait(pending: Future[None] | None) -> None:
+    """Wait for a persist; its failure fails the job."""
+    if pending is not None:
+        pending.result()
 
 
 def _head_is_autosave(fleet: Fleet, live: LiveSession) -> bool:

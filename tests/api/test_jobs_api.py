@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 import models
+from app.store.blobs import StoreUnavailable
 from tests.helpers import LiveServer, assert_problem, backend_settings, new_session, upload
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -375,3 +376,38 @@ def test_job_request_validation(client: httpx.Client, mlp_id: str, small_ds: str
         "dataset_id": small_ds, "epochs": 1, "batch_size": 8}), 404, "ses_nope")
     assert [j for j in client.get("/v1/users/jo/jobs").json()["items"]
             if j["session_id"] == sid] == []
+
+
+def test_a_failed_epoch_checkpoint_fails_the_job_and_keeps_only_durable_epochs(
+        server: LiveServer, client: httpx.Client, mlp_id: str, small_ds: str) -> None:
+    # Epoch checkpoints are stored while the next epoch trains; the third write fails here
+    # (fault injected into the store object: the outage tests stop real stores elsewhere).
+    store = server.fleet.store
+    real_put, puts = store.put, []
+
+    def failing_put(key: str, data: bytes) -> None:
+        puts.append(key)
+        if len(puts) == 3:
+            raise StoreUnavailable("injected: the store stopped answering")
+        real_put(key, data)
+
+    sid = new_session(client, "jo", mlp_id)
+    store.put = failing_put
+    try:
+        done = wait_job(client, start_job(client, sid, small_ds, epochs=5, batch_size=32,
+                                          seed=1)["id"])
+    finally:
+        del store.put  # back to the class's method
+    assert done["status"] == "failed" and "injected" in done["error"], done
+    assert len(done["checkpoint_ids"]) == 2  # epochs 1 and 2: stored and recorded
+    assert len(done["metrics"]["epoch_loss"]) == 2
+    for ckpt_id in done["checkpoint_ids"]:
+        r = client.get(f"/v1/checkpoints/{ckpt_id}/file")
+        assert r.status_code == 200 and len(r.content) > 0
+    assert train_one(client, sid).status_code == 200  # the session is fine, and free again
+
+
+def train_one(client: httpx.Client, sid: str) -> httpx.Response:
+    x, y = learnable(4, seed=9).values()
+    return client.post(f"/v1/sessions/{sid}/train",
+                       json={"inputs": {"x": x.tolist(), "y": y.tolist()}})

@@ -41,7 +41,7 @@ RNG = np.random.default_rng(7)
 X = RNG.random((8, 28, 28), dtype=np.float32)
 Y = np.eye(10, dtype=np.float32)[RNG.integers(0, 10, 8)]
 TRAIN = {"inputs": {"x": X.tolist(), "y": Y.tolist()}}
-N, BATCH, EPOCHS = 1000, 2, 8  # 4000 job steps: still running when the kill comes
+N, BATCH, EPOCHS = 4000, 2, 10  # 20000 job steps: still running when the kill comes
 
 
 @pytest.fixture(params=BACKENDS)

@@ -26,7 +26,7 @@ from tests.helpers import BACKENDS, backend_settings, new_session, upload
 pytestmark = pytest.mark.slow
 
 N, BATCH, EPOCHS, SEED = 1500, 2, 6, 42
-PER_EPOCH = N // BATCH  # 750 steps: about half a second
+PER_EPOCH = N // BATCH  # 750 steps: 50 to 500 ms, by machine
 
 
 @pytest.fixture(params=BACKENDS)
@@ -93,12 +93,17 @@ def test_interrupted_job_resumes_to_the_same_weights(settings: Settings, mlp_byt
         model_id, dataset_id, sid, job = start_interrupted_job(c, mlp_bytes, "rita")
     graceful = first.stop(sig)
     assert graceful == (sig == signal.SIGTERM)
+    with Session(create_engine(settings.database_url)) as db:  # stopped part way, for real
+        row = db.get(JobRow, job["id"])
+        assert row is not None and row.status == "running", row
+        assert 2 <= row.epochs_done < EPOCHS, row.epochs_done
 
     second = ServerProcess(env, tmp_path / "server.log")
     try:
         with httpx.Client(base_url=second.url, timeout=60) as c:
             back = c.get(f"/v1/jobs/{job['id']}").json()
-            assert back["status"] in ("queued", "running"), back  # resumed, not lost
+            # Resumed, not lost (the rest of the job may take less than this request).
+            assert back["status"] in ("queued", "running", "succeeded"), back
             assert len(back["checkpoint_ids"]) >= 2  # what was done before stays visible
             assert_finished_like_an_uninterrupted_run(c, job["id"], model_id, dataset_id, "rita")
     finally:
