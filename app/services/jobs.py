@@ -243,39 +243,36 @@ def _run_epochs(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession) -
     state.epoch = row.epochs_done
     state.status = "running"  # last: views read the live state from now on
     # An epoch's checkpoint is stored while the next epoch trains; one at a time, in order,
-    # so the row's epochs_done only ever names an epoch whose checkpoint is durable.
+    # so the row's epochs_done only ever names an epoch whose checkpoint is durable. Leaving
+    # the block (done, cancelled, stopping, failing) waits for the write under way.
     with ThreadPoolExecutor(1, thread_name_prefix=f"persist-{row.id}") as persister:
         pending: Future[None] | None = None
-        try:
-            for epoch in range(row.epochs_done, row.epochs):
-                state.epoch = epoch + 1
+        for epoch in range(row.epochs_done, row.epochs):
+            state.epoch = epoch + 1
+            state.touch()
+            batches = epoch_batches(arrays, batch_size=row.batch_size, epoch=epoch,
+                                    seed=row.seed, shuffle=row.shuffle, fixed_batch=fixed)
+            losses: list[float] = []
+            while len(losses) < per_epoch:
+                if state.stop.is_set():
+                    return  # shutting down: stays "running" in the DB, resumes at start
+                if state.cancel.is_set():
+                    _wait(pending)
+                    state.status = "cancelled"
+                    _finish(fleet, row.id, "cancelled", steps_done=state.step)
+                    return
+                chunk = _strand(live, live.train_steps, batches, CHUNK_SECONDS)
+                losses.extend(chunk)
+                state.step += len(chunk)
                 state.touch()
-                batches = epoch_batches(arrays, batch_size=row.batch_size, epoch=epoch,
-                                        seed=row.seed, shuffle=row.shuffle, fixed_batch=fixed)
-                losses: list[float] = []
-                while len(losses) < per_epoch:
-                    if state.stop.is_set():
-                        return  # shutting down: stays "running" in the DB, resumes at start
-                    if state.cancel.is_set():
-                        _wait(pending)
-                        state.status = "cancelled"
-                        _finish(fleet, row.id, "cancelled", steps_done=state.step)
-                        return
-                    chunk = _strand(live, live.train_steps, batches, CHUNK_SECONDS)
-                    losses.extend(chunk)
-                    state.step += len(chunk)
-                    state.touch()
-                known = [x for x in losses if not math.isnan(x)]  # NaN: no loss reported
-                mean = sum(known) / len(known) if known else None
-                snap = _strand(live, checkpoints.snapshot, fleet, live)
-                _wait(pending)  # the previous epoch's checkpoint first
-                pending = persister.submit(
-                    _persist_epoch, fleet, state, row, live, snap, epoch + 1,
-                    mean if mean is not None and math.isfinite(mean) else None, state.step)
-            _wait(pending)
-        finally:
-            if pending is not None and not pending.done():
-                pending.result()  # stopping or failing: let the store/DB write finish
+            known = [x for x in losses if not math.isnan(x)]  # NaN: no loss reported
+            mean = sum(known) / len(known) if known else None
+            snap = _strand(live, checkpoints.snapshot, fleet, live)
+            _wait(pending)  # the previous epoch's checkpoint first
+            pending = persister.submit(
+                _persist_epoch, fleet, state, row, live, snap, epoch + 1,
+                mean if mean is not None and math.isfinite(mean) else None, state.step)
+        _wait(pending)
     state.status = "succeeded"
     _finish(fleet, row.id, "succeeded")
 
