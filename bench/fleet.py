@@ -72,7 +72,7 @@ def run_jobs(svc: Service, model_id: str, data: dict[str, np.ndarray], epochs: i
                 j = api.get(f"/v1/jobs/{job}").json()
                 if j["status"] not in ("queued", "running"):
                     break
-                time.sleep(0.05)
+                time.sleep(0.25)
             assert j["status"] == "succeeded", j
             done.append(j)
     steps = sum(j["progress"]["total_steps"] for j in done)
