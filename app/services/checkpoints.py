@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from app.db.tables import CheckpointRow, SessionRow, new_id, utcnow
 from app.errors import Conflict, InvalidInput, NotFound
@@ -44,11 +46,13 @@ def snapshot(fleet: Fleet, live: LiveSession) -> Snapshot:
 
 
 def persist(fleet: Fleet, live: LiveSession, snap: Snapshot, *, kind: str,
-            label: str | None = None) -> CheckpointRow:
+            label: str | None = None,
+            also: Callable[[Session, CheckpointRow], None] | None = None) -> CheckpointRow:
     """Store a snapshot as the session's newest checkpoint: blob first, row second.
 
     Safe outside the strand (jobs persist an epoch while the next one trains): the session
-    only adopts it as its head when no later snapshot was saved meanwhile.
+    only adopts it as its head when no later snapshot was saved meanwhile. `also` writes
+    more in the same transaction (a job's progress row).
     """
     ckpt_id = new_id("ckpt")
     key = f"users/{live.user_id}/checkpoints/{ckpt_id}.ckpt"
@@ -61,6 +65,8 @@ def persist(fleet: Fleet, live: LiveSession, snap: Snapshot, *, kind: str,
     try:
         with fleet.db.begin() as db:
             db.add(row)
+            if also is not None:
+                also(db, row)
             if newest:
                 db.execute(update(SessionRow).where(SessionRow.id == live.id).values(
                     head_checkpoint_id=ckpt_id, steps=snap.steps, last_loss=snap.loss,

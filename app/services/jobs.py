@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
-from app.db.tables import JobRow, new_id, utcnow
+from app.db.tables import CheckpointRow, JobRow, new_id, utcnow
 from app.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from app.runtime.epochs import epoch_batches, steps_per_epoch
 from app.runtime.pool import LiveSession
@@ -280,12 +281,17 @@ def _run_epochs(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession) -
 def _persist_epoch(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession,
                    snap: checkpoints.Snapshot, epochs_done: int, mean: float | None,
                    steps_done: int) -> None:
+    losses = [*state.epoch_loss, mean]
+
+    def progress(db: Session, ckpt: CheckpointRow) -> None:  # with the checkpoint's row
+        db.execute(update(JobRow).where(JobRow.id == row.id).values(
+            epochs_done=epochs_done, steps_done=steps_done, epoch_loss=losses,
+            checkpoint_ids=[*state.checkpoint_ids, ckpt.id]))
+
     ckpt = checkpoints.persist(fleet, live, snap, kind="epoch",
-                               label=f"{row.id} epoch {epochs_done}")
+                               label=f"{row.id} epoch {epochs_done}", also=progress)
     state.epoch_loss.append(mean)
     state.checkpoint_ids.append(ckpt.id)
-    _save_row(fleet, row.id, epochs_done=epochs_done, steps_done=steps_done,
-              epoch_loss=list(state.epoch_loss), checkpoint_ids=list(state.checkpoint_ids))
     state.touch()
 
 
