@@ -50,13 +50,7 @@ def main(n: int = 3000) -> None:
 
     data = models.build_cached("mlp")
     batch = batches("mlp")[0]
-    lite = LiteSession(data)
-    for _ in range(200):
-        lite.run("train", batch)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        lite.run("train", batch)
-    raw_ms = (time.perf_counter() - t0) / n * 1000
+    raw_ms = raw_step_ms(data, batch, n)
     svc = Service()
     try:
         api = httpx.Client(base_url=svc.url, timeout=60)
@@ -113,7 +107,7 @@ def main(n: int = 3000) -> None:
 def raw_step_ms(model: bytes, batch: dict[str, np.ndarray], n: int) -> float:
     """The raw interpreter's train step, warmed."""
     lite = LiteSession(model)
-    for _ in range(10):
+    for _ in range(50):
         lite.run("train", batch)
     t0 = time.perf_counter()
     for _ in range(n):
