@@ -39,9 +39,11 @@ class FastLane:
     async def __call__(self, fleet: Fleet | None, scope: Scope, receive: Receive,
                        send: Send) -> bool:
         """Answer the request and return True, or return False having touched nothing."""
-        match = (_INFER.fullmatch(scope["path"]) if fleet is not None and scope["type"] == "http"
-                 and scope["method"] == "POST" and not scope.get("query_string") else None)
-        if match is None or fleet is None:
+        if (fleet is None or scope["type"] != "http" or scope["method"] != "POST"
+                or scope.get("query_string")):
+            return False
+        match = _INFER.fullmatch(scope["path"])
+        if match is None:
             return False
         session_id, name, version = match.groups()
         headers = dict(scope["headers"])  # the names uvicorn hands over are lower case

@@ -37,11 +37,6 @@ def check_names(spec: SignatureSpec, names: set[str], signature: str) -> None:
         raise InvalidInput(f"signature '{signature}': {'; '.join(parts)}; it takes {want}")
 
 
-def check_array(spec: TensorSpec, arr: np.ndarray[Any, Any]) -> None:
-    """422 unless arr has a shape the spec accepts."""
-    check_shape(spec, arr.shape)
-
-
 def check_shape(spec: TensorSpec, shape: tuple[int, ...]) -> None:
     """422 unless the spec accepts a tensor of this shape (and it is not empty)."""
     if not spec.accepts_shape(shape):
@@ -80,7 +75,7 @@ def decode_value(spec: TensorSpec, value: Any) -> np.ndarray[Any, Any]:
             raise InvalidInput(f"input '{spec.name}': values beyond ±{limit:.4g} do not fit "
                                f"{spec.dtype}")
     arr = raw.astype(target, copy=False)
-    check_array(spec, arr)
+    check_shape(spec, arr.shape)
     return arr
 
 
@@ -91,7 +86,7 @@ def _decode_strings(spec: TensorSpec, value: Any) -> np.ndarray[Any, Any]:
         if not isinstance(item, str):
             raise InvalidInput(f"input '{spec.name}': expected strings")
     arr = np.array([s.encode() for s in flat], dtype=object).reshape(raw.shape)
-    check_array(spec, arr)
+    check_shape(spec, arr.shape)
     return arr
 
 

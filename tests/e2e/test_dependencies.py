@@ -55,6 +55,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def s3_settings(tmp_path: Path, bucket_at: str, store_at: str) -> Settings:
+    """SQLite and an S3 store: the bucket made at bucket_at, the server talking to store_at
+    (the same moto server, or a proxy in front of it)."""
+    url = f"sqlite:///{tmp_path / 'fleetlite.db'}"
+    upgrade(url)
+    return Settings(database_url=url, store_url=f"s3://{make_bucket(bucket_at)}/fleet",  # type: ignore[arg-type]
+                    s3_endpoint=store_at, s3_access_key_id="test", s3_secret_access_key="test",
+                    work_dir=str(tmp_path / "tmp"), autosave_seconds=1.0, flush_seconds=0.5)
+
+
 def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
     started = time.monotonic()
     r = call()
@@ -103,12 +113,7 @@ def test_store_outage_answers_503_and_recovers_by_itself(
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
     endpoint = f"http://127.0.0.1:{port}"
-    url = f"sqlite:///{tmp_path / 'fleetlite.db'}"
-    upgrade(url)
-    settings = Settings(database_url=url, store_url=f"s3://{make_bucket(endpoint)}/fleet",  # type: ignore[arg-type]
-                        s3_endpoint=endpoint, s3_access_key_id="test",
-                        s3_secret_access_key="test", work_dir=str(tmp_path / "tmp"),
-                        autosave_seconds=1.0, flush_seconds=0.5)
+    settings = s3_settings(tmp_path, endpoint, endpoint)
     server = LiveServer(settings).start()
     timings: dict[str, float] = {}
     try:
@@ -317,12 +322,7 @@ class StallingProxy:
 def test_stalled_store_answers_503_within_the_read_timeout(
         tmp_path: Path, mlp_bytes: bytes, s3_endpoint: str) -> None:
     proxy = StallingProxy(int(s3_endpoint.rsplit(":", 1)[1]))
-    url = f"sqlite:///{tmp_path / 'fleetlite.db'}"
-    upgrade(url)
-    settings = Settings(database_url=url, store_url=f"s3://{make_bucket(s3_endpoint)}/fleet",  # type: ignore[arg-type]
-                        s3_endpoint=f"http://127.0.0.1:{proxy.port}", s3_access_key_id="test",
-                        s3_secret_access_key="test", work_dir=str(tmp_path / "tmp"),
-                        autosave_seconds=1.0, flush_seconds=0.5)
+    settings = s3_settings(tmp_path, s3_endpoint, f"http://127.0.0.1:{proxy.port}")
     server = LiveServer(settings).start()
     timings: dict[str, float] = {}
     try:
