@@ -75,18 +75,22 @@ class LiveSession:
         self.check_present()
         return self.lite.run(signature, inputs), self.steps
 
-    def train_steps(self, batches: Iterator[Arrays], budget_s: float) -> list[float]:
-        """Train on batches until the iterator ends or budget_s has passed; the losses.
+    def train_steps(self, batches: Iterator[Arrays], budget_s: float,
+                    stop: Callable[[], bool] = lambda: False) -> list[float]:
+        """Train on batches until they end, budget_s passes, stop() says so, or another
+        call waits on this session's strand; the losses.
 
-        Jobs call this in chunks, so infer calls queued on the strand wait at most one chunk.
+        Jobs call this in chunks: a queued infer call waits for one step, not a chunk, and
+        a job alone on its session hands off to its own thread only every budget_s.
         """
         self.check_present()
         deadline = time.perf_counter() + budget_s
         losses: list[float] = []
+        waiting = self.strand.waiting
         for batch in batches:
             self._step(batch)
             losses.append(math.nan if self.last_loss is None else self.last_loss)
-            if time.perf_counter() >= deadline:
+            if waiting() or stop() or time.perf_counter() >= deadline:
                 break
         return losses
 

@@ -79,6 +79,10 @@ class SerialExecutor:
         with self._lock:
             return len(self._queue) + self._executing
 
+    def waiting(self) -> bool:
+        """Calls queued behind the one running (cheap: no lock, for per-step checks)."""
+        return bool(self._queue)
+
     def _drain(self, batch: int | None = 64) -> None:
         # Run a bounded batch, then yield the pool thread so other sessions get a turn.
         ran = 0

@@ -28,6 +28,10 @@ class JobState:
     cancel: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
 
+    def interrupted(self) -> bool:
+        """Cancel or stop asked: the job ends after the step under way."""
+        return self.cancel.is_set() or self.stop.is_set()
+
     def touch(self) -> None:
         """Mark a change, so event streams send an update."""
         self.version += 1

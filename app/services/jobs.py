@@ -6,17 +6,18 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Table, bindparam, func, select, update
 
 from app.db.tables import CheckpointRow, JobRow, new_id, utcnow
 from app.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from app.runtime.epochs import epoch_batches, steps_per_epoch
-from app.runtime.pool import LiveSession
+from app.runtime.pool import Arrays, LiveSession
 from app.runtime.signatures import SignatureSpec
 from app.services import checkpoints, datasets, models, sessions
 from app.services.executor import JobState
@@ -26,7 +27,13 @@ from app.store.blobs import BlobNotFound
 
 log = logging.getLogger("fleetlite.jobs")
 ACTIVE = ("queued", "running")
-CHUNK_SECONDS = 0.02  # interpreter time per strand turn: infer calls wait at most this long
+# Interpreter time per strand turn of a job: how often its progress moves. A call on the
+# session does not wait for the turn to end: the turn yields after the step under way.
+CHUNK_SECONDS = 0.1
+_JOBS = cast(Table, JobRow.__table__)
+_PROGRESS = update(_JOBS).where(_JOBS.c.id == bindparam("b_id")).values(  # built once
+    epochs_done=bindparam("b_epochs"), steps_done=bindparam("b_steps"),
+    epoch_loss=bindparam("b_losses"), checkpoint_ids=bindparam("b_ckpts"))
 # Concurrent creates for one session could both pass the "no active job" check otherwise.
 # (One process runs the jobs; several processes would need a unique index in the database.)
 _ONE_PER_SESSION = threading.Lock()
@@ -235,26 +242,29 @@ def _run_epochs(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession) -
             _strand(live, checkpoints.save, fleet, live, kind="job-start",
                     label=f"{row.id} start")
         row.start_checkpoint_id = live.head_checkpoint_id
-        _save_row(fleet, row.id, status="running", started_at=utcnow(),
-                  start_checkpoint_id=row.start_checkpoint_id)
     state.epoch_loss = list(row.epoch_loss)
     state.checkpoint_ids = list(row.checkpoint_ids)
     per_epoch = row.total_steps // row.epochs
     state.step = row.epochs_done * per_epoch
     state.epoch = row.epochs_done
     state.status = "running"  # last: views read the live state from now on
-    # An epoch's checkpoint is stored while the next epoch trains; one at a time, in order,
-    # so the row's epochs_done only ever names an epoch whose checkpoint is durable. Leaving
-    # the block (done, cancelled, stopping, failing) waits for the write under way.
+    # The rows are written by a persister thread while the session trains: one at a time, in
+    # order, so the row's epochs_done only ever names an epoch whose checkpoint is durable.
+    # Leaving the block (done, cancelled, stopping, failing) waits for the write under way.
     with ThreadPoolExecutor(1, thread_name_prefix=f"persist-{row.id}") as persister:
         pending: Future[None] | None = None
+        if not resumed:  # killed before this lands, the job is still queued: it starts over
+            pending = persister.submit(_save_row, fleet, row.id, status="running",
+                                       started_at=utcnow(),
+                                       start_checkpoint_id=row.start_checkpoint_id)
         for epoch in range(row.epochs_done, row.epochs):
             state.epoch = epoch + 1
             state.touch()
             batches = epoch_batches(arrays, batch_size=row.batch_size, epoch=epoch,
                                     seed=row.seed, shuffle=row.shuffle, fixed_batch=fixed)
             losses: list[float] = []
-            while len(losses) < per_epoch:
+            snap: checkpoints.Snapshot | None = None
+            while snap is None:
                 if state.stop.is_set():
                     return  # shutting down: stays "running" in the DB, resumes at start
                 if state.cancel.is_set():
@@ -262,13 +272,13 @@ def _run_epochs(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession) -
                     state.status = "cancelled"
                     _finish(fleet, row.id, "cancelled", steps_done=state.step)
                     return
-                chunk = _strand(live, live.train_steps, batches, CHUNK_SECONDS)
+                chunk, snap = _strand(live, _train_chunk, fleet, live, batches,
+                                      per_epoch - len(losses), state.interrupted)
                 losses.extend(chunk)
                 state.step += len(chunk)
                 state.touch()
             known = [x for x in losses if not math.isnan(x)]  # NaN: no loss reported
             mean = sum(known) / len(known) if known else None
-            snap = _strand(live, checkpoints.snapshot, fleet, live)
             _wait(pending)  # the previous epoch's checkpoint first
             pending = persister.submit(
                 _persist_epoch, fleet, state, row, live, snap, epoch + 1,
@@ -278,15 +288,26 @@ def _run_epochs(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession) -
     _finish(fleet, row.id, "succeeded")
 
 
+def _train_chunk(fleet: Fleet, live: LiveSession, batches: Iterator[Arrays], todo: int,
+                 stop: Callable[[], bool]) -> tuple[list[float], checkpoints.Snapshot | None]:
+    """In the strand: train on up to `todo` more batches of the epoch, and when they are
+    done, snapshot the weights in the same turn, before any other call can change them."""
+    losses = live.train_steps(batches, CHUNK_SECONDS, stop)
+    if len(losses) < todo:
+        if not losses:  # cannot happen: epoch_batches yields steps_per_epoch batches
+            raise RuntimeError(f"the epoch ran out of batches {todo} steps before its end")
+        return losses, None
+    return losses, checkpoints.snapshot(fleet, live)
+
+
 def _persist_epoch(fleet: Fleet, state: JobState, row: JobRow, live: LiveSession,
                    snap: checkpoints.Snapshot, epochs_done: int, mean: float | None,
                    steps_done: int) -> None:
     losses = [*state.epoch_loss, mean]
 
-    def progress(db: Session, ckpt: CheckpointRow) -> None:  # with the checkpoint's row
-        db.execute(update(JobRow).where(JobRow.id == row.id).values(
-            epochs_done=epochs_done, steps_done=steps_done, epoch_loss=losses,
-            checkpoint_ids=[*state.checkpoint_ids, ckpt.id]))
+    def progress(db: Connection, ckpt: CheckpointRow) -> None:  # with the checkpoint's row
+        db.execute(_PROGRESS, {"b_id": row.id, "b_epochs": epochs_done, "b_steps": steps_done,
+                               "b_losses": losses, "b_ckpts": [*state.checkpoint_ids, ckpt.id]})
 
     ckpt = checkpoints.persist(fleet, live, snap, kind="epoch",
                                label=f"{row.id} epoch {epochs_done}", also=progress)
