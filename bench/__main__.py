@@ -177,15 +177,18 @@ def main() -> None:
                  and check_infer_equal(svc, "cnn", cnn, s_cnn["model_id"]))
         par = bench_parallel(svc, "cnn", s_cnn["model_id"], max(seconds, 3.0))
         mem = bench_memory(svc, s_mlp["model_id"])
+        # 128 steps and a checkpoint an epoch (25-50 ms); 16 epochs, so that what a job
+        # pays once (loading its dataset, the last checkpoint) is not the figure.
         data = fleet_bench.dataset(4096)
-        epochs = 2 if args.quick else 6
+        epochs = 2 if args.quick else 16
         # Short runs on a shared machine: each figure is the best of `tries`, raw and
         # service alike, interleaved so that a slow spell does not favour either side.
-        tries = 1 if args.quick else 3
-        raw_job = raw_two = one_job = two_jobs = 0.0
+        tries = 1 if args.quick else 4
+        raw_job = raw_save = raw_two = one_job = two_jobs = 0.0
         raw_cnn_job = raw_cnn_two = cnn_job = cnn_two = 0.0
         for _ in range(tries):
             raw_job = max(raw_job, fleet_bench.raw_loop(mlp, data, epochs, BATCH))
+            raw_save = max(raw_save, fleet_bench.raw_loop(mlp, data, epochs, BATCH, save=True))
             one_job = max(one_job, fleet_bench.run_jobs(svc, s_mlp["model_id"], data, epochs,
                                                         BATCH, 1))
             raw_two = max(raw_two, fleet_bench.raw_loops_in_threads(mlp, data, epochs, BATCH))
@@ -240,6 +243,7 @@ def main() -> None:
     print(f"resident memory per live MLP session: {mem:.2f} MB")
     print(f"\njobs, batch {BATCH}:           steps/s    x raw loop")
     for label, rate, base in (("mlp raw loop (same batches)", raw_job, None),
+                              ("mlp raw loop + save an epoch", raw_save, raw_job),
                               ("mlp one job", one_job, raw_job),
                               ("mlp two jobs at once", two_jobs, raw_job),
                               ("mlp raw loops, two threads", raw_two, raw_job),
@@ -248,6 +252,10 @@ def main() -> None:
                               ("cnn two jobs at once", cnn_two, raw_cnn_job),
                               ("cnn raw loops, two threads", raw_cnn_two, raw_cnn_job)):
         print(f"  {label:28s} {rate:9.1f}  {'' if base is None else f'{rate / base:9.3f}'}")
+    per_epoch = -(-len(data["x"]) // BATCH)
+    print(f"  an epoch ({per_epoch} steps, {per_epoch / raw_job * 1000:.1f} ms raw) costs a job "
+          f"{(1 / one_job - 1 / raw_job) * per_epoch * 1000:.2f} ms more than the raw loop; "
+          f"its save signature alone {(1 / raw_save - 1 / raw_job) * per_epoch * 1000:.2f} ms")
     print(f"  two jobs / one job: mlp {two_jobs / one_job:.2f}x, cnn {cnn_two / cnn_job:.2f}x"
           f"  (the machine itself, two raw loops / one: mlp {raw_two / raw_job:.2f}x, "
           f"cnn {raw_cnn_two / raw_cnn_job:.2f}x)")
@@ -264,7 +272,8 @@ def main() -> None:
                         "p99_ms": r.pct(99), "ratio_to_raw": x} for m, w, r, x, _ in rows if r]
     results["parallel_cnn"] = par
     results["memory_mb_per_session"] = mem
-    results["jobs"] = {"mlp_raw_loop": raw_job, "mlp_one_job": one_job, "mlp_two_jobs": two_jobs,
+    results["jobs"] = {"mlp_raw_loop": raw_job, "mlp_raw_loop_save_each_epoch": raw_save,
+                       "mlp_one_job": one_job, "mlp_two_jobs": two_jobs,
                        "mlp_raw_loops_two_threads": raw_two, "cnn_raw_loop": raw_cnn_job,
                        "cnn_one_job": cnn_job, "cnn_two_jobs": cnn_two,
                        "cnn_raw_loops_two_threads": raw_cnn_two}

@@ -87,21 +87,29 @@ class LiveSession:
         deadline = time.perf_counter() + budget_s
         losses: list[float] = []
         waiting = self.strand.waiting
-        for batch in batches:
-            self._step(batch)
-            losses.append(math.nan if self.last_loss is None else self.last_loss)
-            if waiting() or stop() or time.perf_counter() >= deadline:
-                break
+        try:
+            for batch in batches:
+                self._run_train(batch)
+                losses.append(math.nan if self.last_loss is None else self.last_loss)
+                if waiting() or stop() or time.perf_counter() >= deadline:
+                    break
+        finally:  # once a chunk, not once a step
+            if losses:
+                self.updated_at = datetime.now(UTC)
         return losses
 
     def _step(self, inputs: Arrays) -> dict[str, Any]:
+        outputs = self._run_train(inputs)
+        self.updated_at = datetime.now(UTC)
+        return outputs
+
+    def _run_train(self, inputs: Arrays) -> dict[str, Any]:
         outputs = self.lite.run("train", inputs)
         self.steps += 1
         loss = outputs.get("loss")
         if loss is not None:
-            self.last_loss = float(loss.reshape(-1)[0] if loss.size == 1 else np.mean(loss))
+            self.last_loss = float(loss.item() if loss.size == 1 else np.mean(loss))
             self.recent_losses.append(self.last_loss)
-        self.updated_at = datetime.now(UTC)
         return outputs
 
     def check_present(self) -> None:
