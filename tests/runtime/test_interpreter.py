@@ -171,6 +171,51 @@ def test_live_session_train_counts_steps_sets_loss_and_dirty(
     assert session.dirty and session.steps == 3
 
 
+def _mlp_batches(n: int) -> Any:
+    for i in range(n):
+        x, y = mlp_batch(seed=i)
+        yield {"x": x, "y": y}
+
+
+def test_train_steps_yields_to_a_call_queued_on_the_strand_after_the_step_under_way(
+        mlp_bytes: bytes, mlp_signatures: Signatures, strand_pool: ThreadPoolExecutor) -> None:
+    s = live(mlp_bytes, mlp_signatures, strand_pool)
+    x, _ = mlp_batch()
+    queued: list[Any] = []
+
+    def batches() -> Any:  # the third batch arrives with an infer call queued behind the chunk
+        for i, b in enumerate(_mlp_batches(50)):
+            if i == 2:
+                queued.append(s.strand.submit(s.call, "infer", {"inputs": {"x": x.tolist()}}))
+            yield b
+
+    rest = batches()
+    losses = s.strand.submit(s.train_steps, rest, 60.0).result(WAIT)
+    assert len(losses) == 3 and s.steps == 3  # not the 50 the minute-long budget allowed
+    assert all(np.isfinite(losses))
+    assert len(queued[0].result(WAIT)["output"]) == len(x)  # it ran, between two turns
+    more = s.strand.submit(s.train_steps, rest, 60.0).result(WAIT)  # the job's next turn
+    assert len(more) == 47 and s.steps == 50
+
+
+def test_train_steps_stops_when_asked_and_at_the_end_of_the_batches(
+        mlp_bytes: bytes, mlp_signatures: Signatures, strand_pool: ThreadPoolExecutor) -> None:
+    s = live(mlp_bytes, mlp_signatures, strand_pool)
+    asked = threading.Event()
+    seen: list[int] = []
+
+    def stop() -> bool:
+        seen.append(s.steps)
+        if s.steps == 4:
+            asked.set()
+        return asked.is_set()
+
+    assert len(s.strand.submit(s.train_steps, _mlp_batches(10), 60.0, stop).result(WAIT)) == 4
+    assert seen == [1, 2, 3, 4]  # checked after every step
+    assert len(s.strand.submit(s.train_steps, _mlp_batches(6), 60.0).result(WAIT)) == 6
+    assert s.steps == 10 and s.last_loss is not None
+
+
 def test_live_session_rejected_input_does_not_count_a_step(
         mlp_bytes: bytes, mlp_signatures: Signatures, strand_pool: ThreadPoolExecutor) -> None:
     session = live(mlp_bytes, mlp_signatures, strand_pool)
