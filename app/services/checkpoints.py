@@ -68,14 +68,15 @@ def persist(fleet: Fleet, live: LiveSession, snap: Snapshot, *, kind: str,
     ckpt_id = new_id("ckpt")
     key = f"users/{live.user_id}/checkpoints/{ckpt_id}.ckpt"
     fleet.store.put(key, snap.data)
-    row = CheckpointRow(id=ckpt_id, user_id=live.user_id, model_id=live.model_id,
-                        session_id=live.id, step=snap.steps, loss=snap.loss, kind=kind,
-                        label=label, sha256=hashlib.sha256(snap.data).hexdigest(),
-                        size_bytes=len(snap.data), blob_key=key, created_at=utcnow())
+    values = {"id": ckpt_id, "user_id": live.user_id, "model_id": live.model_id,
+              "session_id": live.id, "step": snap.steps, "loss": snap.loss, "kind": kind,
+              "label": label, "sha256": hashlib.sha256(snap.data).hexdigest(),
+              "size_bytes": len(snap.data), "blob_key": key, "created_at": utcnow()}
+    row = CheckpointRow(**values)
     newest = snap.steps >= live.saved_steps
     try:
         with fleet.db.begin_core() as conn:
-            conn.execute(_INSERT, [_values(row)])
+            conn.execute(_INSERT, [values])
             if also is not None:
                 also(conn, row)
             if newest:
@@ -91,10 +92,6 @@ def persist(fleet: Fleet, live: LiveSession, snap: Snapshot, *, kind: str,
     if kind == "auto":
         prune_autosaves(fleet, session_id=live.id, keep=fleet.settings.keep_autosaves)
     return row
-
-
-def _values(row: CheckpointRow) -> dict[str, object]:
-    return {c.key: getattr(row, c.key) for c in _CHECKPOINTS.columns}
 
 
 def prune_autosaves(fleet: Fleet, *, session_id: str, keep: int) -> int:
