@@ -29,21 +29,19 @@ def raw_loop(model: bytes, data: dict[str, np.ndarray], epochs: int, batch: int,
     """Steps/s of the raw interpreter looping over the same shuffled batches in-process;
     with save, it also runs the save signature after every epoch, as the blog's app does."""
     lite = LiteSession(model)
-    scratch = tempfile.TemporaryDirectory(prefix="fleetlite-raw-")
-    path = Path(scratch.name) / "epoch.ckpt"
     # Not warmed: a job's session is as fresh (created by POST /sessions), and the first step
     # of both allocates the train signature's tensors.
-    steps, start = 0, time.perf_counter()
-    for epoch in range(epochs):
-        for b in epoch_batches(data, batch_size=batch, epoch=epoch, seed=1, shuffle=True,
-                               fixed_batch=False):
-            lite.run("train", b)
-            steps += 1
-        if save:
-            lite.save(path)
-    rate = steps / (time.perf_counter() - start)
-    scratch.cleanup()
-    return rate
+    with tempfile.TemporaryDirectory(prefix="fleetlite-raw-") as scratch:
+        path = Path(scratch) / "epoch.ckpt"
+        steps, start = 0, time.perf_counter()
+        for epoch in range(epochs):
+            for b in epoch_batches(data, batch_size=batch, epoch=epoch, seed=1, shuffle=True,
+                                   fixed_batch=False):
+                lite.run("train", b)
+                steps += 1
+            if save:
+                lite.save(path)
+        return steps / (time.perf_counter() - start)
 
 
 def raw_loops_in_threads(model: bytes, data: dict[str, np.ndarray], epochs: int, batch: int,
