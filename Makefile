@@ -28,12 +28,14 @@ run: $(VENV)/.installed
 	exec $(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) \
 		--loop uvloop --http httptools --timeout-graceful-shutdown 60
 
-test: $(VENV)/.installed-test
+test: lint
 	$(BIN)/python -m pytest
 
+# ruff (style and bugs), mypy (types), lint-imports (the layers of pyproject's contracts).
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check app models migrations tests bench
 	$(BIN)/mypy app
+	$(BIN)/lint-imports --no-logo
 
 models: $(VENV)/.installed
 	$(BIN)/python -m models build mlp var/models/mlp.tflite

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         0, ge=0, description="Threads that run interpreter calls (0: 2 x CPU cores, at least 4)"
     )
     job_workers: int = Field(0, ge=0, description="Jobs that run at once (0: one per CPU core)")
+    db_timeout_seconds: float = Field(
+        5.0, gt=0, description="Longest a PostgreSQL transaction may wait before the request "
+        "answers 503 (a frozen server included)")
     validate_timeout_seconds: float = Field(
         60.0, gt=0, description="Time allowed for the smoke run of an uploaded model"
     )

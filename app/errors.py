@@ -64,3 +64,15 @@ class ServiceUnavailable(FleetliteError):
     """A dependency (database, blob store) did not answer."""
 
     status, type_slug = 503, "service-unavailable"
+
+
+class Unauthorized(FleetliteError):
+    """No key, or a key that is not (or no longer) valid."""
+
+    status, type_slug = 401, "unauthorized"
+
+
+class Forbidden(FleetliteError):
+    """A valid user key asking for an admin-only operation."""
+
+    status, type_slug = 403, "forbidden"

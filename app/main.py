@@ -9,20 +9,19 @@ import signal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import Depends, FastAPI
-from starlette.types import Receive, Scope, Send
+from prometheus_fastapi_instrumentator import Instrumentator
 
+from app import metrics, single
 from app.api import checkpoints, datasets, health, jobs, keys, models, oip, sessions
 from app.api.auth import principal
+from app.api.body import BodyLimit
 from app.api.fastlane import FastLane
-from app.api.limits import BodyLimit
 from app.api.problems import install_error_handlers
 from app.config import Settings
-from app.runtime.interpreter import warm_up
 from app.services import maintenance
-from app.services.bootstrap import build_fleet
+from app.services.bootstrap import build_context, warm_up
 
 log = logging.getLogger("fleetlite")
 
@@ -53,36 +52,25 @@ def _watch_sigterm(stopping: asyncio.Event) -> None:
         signal.signal(sig, handler)
 
 
-class FleetliteAPI(FastAPI):
-    """FastAPI, with the per-step protocol calls answered first by the fast lane."""
-
-    def __init__(self, lane: FastLane, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.lane = lane
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        fleet = getattr(self.state, "fleet", None)
-        if not await self.lane(fleet, scope, receive, send):
-            await super().__call__(scope, receive, send)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app; run with ``uvicorn --factory app.main:create_app``."""
+    single.refuse_many_workers()
     settings = settings or Settings()
     _configure_logging(settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        fleet = await asyncio.to_thread(build_fleet, settings)
-        fleet.validator.start()  # its TensorFlow import overlaps ours
+        lock = single.lock_work_dir(settings.work_path)
+        ctx = await asyncio.to_thread(build_context, settings)
+        ctx.validator.start()  # its TensorFlow import overlaps ours
         await asyncio.to_thread(warm_up)
-        app.state.fleet = fleet
+        app.state.ctx = ctx
         app.state.stopping = asyncio.Event()
         _watch_sigterm(app.state.stopping)
-        await maintenance.start(fleet)
-        periodic = asyncio.create_task(maintenance.run_periodic(fleet))
-        log.info("fleetlite ready: database %s, %s", fleet.db.engine.url.render_as_string(),
-                 fleet.store.description)
+        await maintenance.start(ctx)
+        periodic = asyncio.create_task(maintenance.run_periodic(ctx))
+        log.info("fleetlite ready: database %s, %s", ctx.db.engine.url.render_as_string(),
+                 ctx.store.description)
         if settings.admin_token is None:
             log.warning("FLEETLITE_ADMIN_TOKEN is not set: the API runs OPEN, without keys")
         try:
@@ -91,11 +79,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             periodic.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await periodic
-            await maintenance.shutdown(fleet)
-            await asyncio.to_thread(fleet.close)
+            await maintenance.shutdown(ctx)
+            await asyncio.to_thread(ctx.close)
+            lock.close()
 
-    app = FleetliteAPI(
-        FastLane(settings.max_request_bytes),
+    app = FastAPI(
         title="fleetlite",
         version="0.1.0",
         summary="A fleet of on-device TensorFlow Lite trainers, simulated behind one REST API.",
@@ -106,6 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (models, sessions, checkpoints, datasets, jobs, oip, keys):
         # Authentication on the router, so a route cannot be added without it.
         app.include_router(module.router, dependencies=[Depends(principal)])
-    app.add_middleware(BodyLimit, default=settings.max_request_bytes,
-                       models=settings.max_model_bytes, datasets=settings.max_dataset_bytes)
+    # Outermost last: the fast lane, then request metrics, then body limits, then FastAPI.
+    app.add_middleware(BodyLimit, settings=settings)
+    Instrumentator(should_group_status_codes=True, excluded_handlers=["/metrics"],
+                   ).add(metrics.instrumentation).instrument(app)
+    app.add_middleware(FastLane, state=app.state)
     return app

@@ -22,8 +22,8 @@ import orjson
 
 import models
 from app.runtime.interpreter import LiteSession
-from bench import fleet as fleet_bench
 from bench import jobs as jobs_bench
+from bench import loops
 from bench.clients import BATCH, batches, client_worker, infer_inputs, triton_inputs
 from bench.harness import Rate, Service, measure
 
@@ -157,11 +157,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="fleetlite benchmarks")
     parser.add_argument("--seconds", type=float, default=4.0, help="time per measured loop")
     parser.add_argument("--quick", action="store_true", help="1 s loops, for a smoke run")
-    parser.add_argument("--fleet", type=int, default=10_000,
+    parser.add_argument("--sessions", type=int, default=10_000,
                         help="sessions for the eviction benchmark (200 live); 0 skips it")
     args = parser.parse_args()
     seconds = 1.0 if args.quick else args.seconds
-    fleet_size = min(args.fleet, 1000) if args.quick else args.fleet
+    fleet_size = min(args.sessions, 1000) if args.quick else args.sessions
     mlp, cnn = models.build_cached("mlp"), models.build_cached("cnn")
     results: dict[str, Any] = {"machine": {
         "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()}}
@@ -182,7 +182,7 @@ def main() -> None:
                                      quick=args.quick)
     finally:
         svc.close()
-    fl = fleet_bench.fleet(models.build_cached("head"), fleet_size, 200) if fleet_size else None
+    fl = loops.live_cap(models.build_cached("head"), fleet_size, 200) if fleet_size else None
 
     def row(model: str, rate: Rate, base: Rate | None) -> None:
         rows.append((model, rate.name, rate, rate.per_s / base.per_s if base else None, ""))
@@ -241,7 +241,7 @@ def main() -> None:
     results["parallel_cnn"] = par
     results["memory_mb_per_session"] = mem
     results["jobs"] = jobs
-    results["fleet"] = fl
+    results["live_cap"] = fl
     results["targets"] = targets
     OUT.write_text(json.dumps(results, indent=2, default=float))
     print(f"\nwrote {OUT}")

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.clients import BATCH
-from bench.fleet import (
+from bench.harness import Service
+from bench.loops import (
     dataset,
     raw_loop,
     raw_loop_cnn,
@@ -20,7 +21,6 @@ from bench.fleet import (
     run_cnn_jobs,
     run_jobs,
 )
-from bench.harness import Service
 
 # (key, label, what the ratio is of)
 ROWS = (

@@ -1,4 +1,4 @@
-"""Issue-5 benchmarks: training jobs against the raw loop, and a fleet beyond the live cap."""
+"""Raw training loops, job runs through the service, and sessions beyond the live cap."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from app.runtime.epochs import epoch_batches
 from app.runtime.interpreter import LiteSession
+from app.runtime.runner import Plan
 from bench.harness import Service
 
 
@@ -35,8 +35,8 @@ def raw_loop(model: bytes, data: dict[str, np.ndarray], epochs: int, batch: int,
         path = Path(scratch) / "epoch.ckpt"
         steps, start = 0, time.perf_counter()
         for epoch in range(epochs):
-            for b in epoch_batches(data, batch_size=batch, epoch=epoch, seed=1, shuffle=True,
-                                   fixed_batch=False):
+            for b in Plan(epochs, batch, shuffle=True, seed=(1,), fixed_batch=False).batches(
+                    data, epoch):
                 lite.run("train", b)
                 steps += 1
             if save:
@@ -113,7 +113,7 @@ def run_cnn_jobs(svc: Service, model_id: str, n_jobs: int) -> float:
     return run_jobs(svc, model_id, cnn_dataset(), CNN_EPOCHS, 32, n_jobs)
 
 
-def fleet(model: bytes, sessions: int, cap: int) -> dict[str, float]:
+def live_cap(model: bytes, sessions: int, cap: int) -> dict[str, float]:
     """Latency of calls that find their session evicted vs live, with `sessions` > cap."""
     svc = Service(FLEETLITE_MAX_LIVE_SESSIONS=str(cap), FLEETLITE_AUTOSAVE_SECONDS="3600")
     try:

@@ -1,53 +1,34 @@
-"""Bearer authentication and the ownership rule: another user's object is a 404."""
+"""Bearer authentication for the routes, and the ownership rule: another user's object is a
+404. The check itself is app.services.inference.authenticate, shared with the fast lane."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import get_fleet
-from app.errors import FleetliteError, NotFound
-from app.services import keys
-from app.services.fleet import Fleet
-from app.services.keyring import ADMIN, Principal
+from app.api.deps import CtxDep, UserId, get_ctx
+from app.errors import Forbidden, NotFound
+from app.services import inference, sessions
+from app.services.keyring import Principal
 
 bearer = HTTPBearer(auto_error=False, scheme_name="key",
                     description="The admin token or a user's key (when FLEETLITE_ADMIN_TOKEN "
                                 "is set)")
 
 
-class Unauthorized(FleetliteError):
-    """No key, or a key that is not (or no longer) valid."""
-
-    status, type_slug = 401, "unauthorized"
-
-
-class Forbidden(FleetliteError):
-    """A valid user key asking for an admin-only operation."""
-
-    status, type_slug = 403, "forbidden"
-
-
-async def principal(request: Request,
-                    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-                    ) -> Principal:
+async def principal(request: Request, _: Annotated[object, Depends(bearer)]) -> Principal:
     """Who is calling; 401 unless the token stands for someone."""
-    fleet: Fleet = get_fleet(request)
-    if fleet.settings.admin_token is None:
-        return ADMIN
-    token = creds.credentials if creds else None
-    prefix = keys.key_prefix(token) if token else None
-    if prefix is not None and fleet.keys.get(prefix) is None:
-        found = await run_in_threadpool(keys.authenticate, fleet, token)  # first use: a DB read
-    else:
-        found = keys.authenticate(fleet, token)
-    if found is None:
-        raise Unauthorized("a valid key is required: Authorization: Bearer <key>",
-                           headers={"WWW-Authenticate": "Bearer"})
-    return found
+    ctx = get_ctx(request)
+    authorization = request.headers.get("authorization")
+    try:
+        return inference.authenticate(ctx, authorization, may_block=False)
+    except inference.NeedsLookup:  # a key's first use in this process: a database read
+        return await run_in_threadpool(
+            partial(inference.authenticate, ctx, authorization, may_block=True))
 
 
 PrincipalDep = Annotated[Principal, Depends(principal)]
@@ -69,3 +50,22 @@ def check_owner(who: Principal, owner: str, kind: str, object_id: str) -> None:
     """404 for another user's object, exactly as for an id that does not exist."""
     if not who.may_see(owner):
         raise NotFound(f"{kind} '{object_id}' not found")
+
+
+def own_user(who: PrincipalDep, user_id: UserId) -> str:
+    """The path's user, if the caller may see them; checked before any body is read, so
+    another user's path is a 404 whatever the body holds."""
+    check_user(who, user_id)
+    return user_id
+
+
+def own_session(ctx: CtxDep, who: PrincipalDep, session_id: str) -> str:
+    """The path's session, if it is the caller's (404 for anyone else's, before the body)."""
+    live = ctx.pool.get(session_id)
+    owner = live.user_id if live else sessions.get_row(ctx, session_id=session_id).user_id
+    check_owner(who, owner, "session", session_id)
+    return session_id
+
+
+OwnUser = Annotated[str, Depends(own_user)]
+OwnSession = Annotated[str, Depends(own_session)]

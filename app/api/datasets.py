@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from app.api.auth import PrincipalDep, check_owner, check_user
-from app.api.deps import Cursor, FleetDep, Limit, UserId, listed
+from app.api.auth import OwnUser, PrincipalDep, check_owner
+from app.api.deps import CtxDep, Cursor, Limit, listed
 from app.errors import PayloadTooLarge
 from app.schemas.common import ListOf
 from app.schemas.training import Dataset
@@ -19,43 +19,41 @@ router = APIRouter(tags=["datasets"])
 
 @router.post("/v1/users/{user_id}/datasets", status_code=201, response_model=Dataset)
 async def upload_dataset(
-    fleet: FleetDep, who: PrincipalDep, user_id: UserId,
+    ctx: CtxDep, who: PrincipalDep, user_id: OwnUser,
     file: Annotated[UploadFile, File(description=".npz with arrays named after train inputs")],
     name: Annotated[str, Form(min_length=1, max_length=200)],
     model_id: Annotated[str | None, Form(description="Check the arrays against this model's "
                                                      "train signature now")] = None,
 ) -> Dataset:
     """Upload a dataset; arrays share their first dimension (the examples)."""
-    check_user(who, user_id)
-    limit = fleet.settings.max_dataset_bytes
+    limit = ctx.settings.max_dataset_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"dataset file is over the limit of {limit} bytes")
-    row = await run_in_threadpool(datasets.create, fleet, user_id=user_id, name=name, data=data,
+    row = await run_in_threadpool(datasets.create, ctx, user_id=user_id, name=name, data=data,
                                   model_id=model_id)
     return Dataset.model_validate(row)
 
 
 @router.get("/v1/users/{user_id}/datasets", response_model=ListOf[Dataset])
-def list_datasets(fleet: FleetDep, who: PrincipalDep, user_id: UserId, limit: Limit = 50,
+def list_datasets(ctx: CtxDep, who: PrincipalDep, user_id: OwnUser, limit: Limit = 50,
                   cursor: Cursor = None) -> ListOf[Dataset]:
     """The user's datasets, newest first."""
-    check_user(who, user_id)
-    page = datasets.get_all(fleet, user_id=user_id, limit=limit, cursor=cursor)
+    page = datasets.get_all(ctx, user_id=user_id, limit=limit, cursor=cursor)
     return listed(Dataset, page)
 
 
 @router.get("/v1/datasets/{dataset_id}", response_model=Dataset)
-def get_dataset(fleet: FleetDep, who: PrincipalDep, dataset_id: str) -> Dataset:
+def get_dataset(ctx: CtxDep, who: PrincipalDep, dataset_id: str) -> Dataset:
     """One dataset."""
-    row = datasets.get(fleet, dataset_id=dataset_id)
+    row = datasets.get(ctx, dataset_id=dataset_id)
     check_owner(who, row.user_id, "dataset", dataset_id)
     return Dataset.model_validate(row)
 
 
 @router.delete("/v1/datasets/{dataset_id}", status_code=204, response_class=Response)
-def delete_dataset(fleet: FleetDep, who: PrincipalDep, dataset_id: str) -> Response:
+def delete_dataset(ctx: CtxDep, who: PrincipalDep, dataset_id: str) -> Response:
     """Delete a dataset."""
-    check_owner(who, datasets.get(fleet, dataset_id=dataset_id).user_id, "dataset", dataset_id)
-    datasets.delete(fleet, dataset_id=dataset_id)
+    check_owner(who, datasets.get(ctx, dataset_id=dataset_id).user_id, "dataset", dataset_id)
+    datasets.delete(ctx, dataset_id=dataset_id)
     return Response(status_code=204)

@@ -1,125 +1,95 @@
-"""The per-step fast lane: protocol infer calls served without FastAPI's routing.
+"""The per-step fast lane: the outermost middleware answers protocol infer calls itself.
 
 A binary train step of the MLP takes 0.2 ms in the interpreter; FastAPI's middleware,
-routing and dependency solving cost about four times that. The app (FleetliteAPI) hands
-``POST /v1/sessions/{id}/v2/models/{name}[/versions/{v}]/infer`` to this lane first, which
-answers it itself when that needs no I/O: the caller's key is known (or the server runs
-open), and the session is live and the caller's. Everything else is FastAPI's: a request
-the lane does not take goes on untouched (loading a session, a first key use, a 401 or
-404), and a request it takes runs the same code as the route (app.api.oip.run_infer) and
-answers the same problem+json bodies, with the same body limit.
+routing and dependency solving cost several times that. This middleware takes
+``POST /v1/sessions/{id}/v2/models/{name}[/versions/{v}]/infer`` when it can answer with no
+I/O (the caller's key is cached or the server runs open, and the session is live and the
+caller's) and runs it through the same service as the route (app.services.inference), with
+the same body limit (app.api.body), the same error answers (app.api.problems) and the same
+request metrics (app.metrics.observe_request). Anything else goes on to FastAPI untouched:
+loading a session, a key's first use, a 401 or 404.
 """
 
 from __future__ import annotations
 
-import logging
 import re
+import time
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.limits import BodyTooLarge
-from app.api.oip import HEADER_LENGTH, run_infer
-from app.api.problems import problem
+from app.api.body import check_declared, read_body
+from app.api.problems import error_response
 from app.errors import FleetliteError
-from app.services import keys
-from app.services.fleet import Fleet
-from app.services.keyring import Principal
+from app.metrics import observe_request
+from app.services import inference
+from app.services.context import Context
 
-log = logging.getLogger("fleetlite.errors")
 _INFER = re.compile(r"/v1/sessions/([^/]+)/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
-_HEADER = HEADER_LENGTH.lower().encode()
+_HEADER = inference.HEADER_LENGTH.lower().encode()
+# The handler label FastAPI's instrumentation gives the same route, so both count as one.
+HANDLERS = ("/v1/sessions/{session_id}/v2/models/{model_name}/infer",
+            "/v1/sessions/{session_id}/v2/models/{model_name}/versions/{model_version}/infer")
 
 
 class FastLane:
-    """Takes the protocol's infer calls that it can answer without I/O."""
+    """Outermost ASGI middleware; `ctx` is read from the app's state once it is built."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    def __init__(self, app: ASGIApp, *, state: object) -> None:
+        self.app = app
+        self.state = state
 
-    async def __call__(self, fleet: Fleet | None, scope: Scope, receive: Receive,
-                       send: Send) -> bool:
-        """Answer the request and return True, or return False having touched nothing."""
-        if (fleet is None or scope["type"] != "http" or scope["method"] != "POST"
-                or scope.get("query_string")):
-            return False
-        match = _INFER.fullmatch(scope["path"])
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx: Context | None = getattr(self.state, "ctx", None)
+        match = None
+        if (ctx is not None and scope["type"] == "http" and scope["method"] == "POST"
+                and not scope.get("query_string")):
+            match = _INFER.fullmatch(scope["path"])
         if match is None:
-            return False
-        session_id, name, version = match.groups()
+            await self.app(scope, receive, send)
+            return
+        assert ctx is not None
         headers = dict(scope["headers"])  # the names uvicorn hands over are lower case
-        who = _known_principal(fleet, headers.get(b"authorization"))
-        live = fleet.pool.get(session_id) if who is not None else None
+        session_id, name, version = match.groups()
+        try:
+            who = inference.authenticate(ctx, _text(headers.get(b"authorization")),
+                                         may_block=False)
+        except (inference.NeedsLookup, FleetliteError):
+            who = None  # a first use (a DB read) or a 401: the route's
+        live = ctx.pool.get(session_id) if who is not None else None
         if who is None or live is None or not who.may_see(live.user_id):
-            return False  # loading, a DB read, or a 401/404: the route's
-        await self._answer(fleet, who, session_id, name, version, headers, scope, receive, send)
-        return True
+            await self.app(scope, receive, send)  # loading, a DB read, or a 404: the route's
+            return
+        started = time.perf_counter()
+        status = await self._answer(ctx, scope, receive, send, headers, live, who,
+                                    session_id, name, version)
+        if status:
+            observe_request("POST", HANDLERS[version is not None], status,
+                            time.perf_counter() - started)
 
-    async def _answer(self, fleet: Fleet, who: Principal, session_id: str, name: str,
-                      version: str | None, headers: dict[bytes, bytes], scope: Scope,
-                      receive: Receive, send: Send) -> None:
+    async def _answer(self, ctx: Context, scope: Scope, receive: Receive, send: Send,
+                      headers: dict[bytes, bytes], live: inference.LiveSession,
+                      who: inference.Principal, session_id: str, name: str,
+                      version: str | None) -> int:
+        """Answer one call; its status, or 0 when the client went away before its body."""
         try:
-            body = await self._body(headers, receive)
-        except BodyTooLarge:
-            await problem(413, f"request body exceeds the limit of {self.limit} bytes",
-                          type_slug="payload-too-large")(scope, receive, send)
-            return
-        if body is None:
-            return  # the client went away: the answer would go nowhere
-        try:
-            payload, out = await run_infer(
-                fleet, who, session_id, name, version, body,
+            limit = ctx.settings.max_request_bytes
+            check_declared(scope["headers"], limit)
+            body = await read_body(receive, limit)
+            if body is None:
+                return 0  # the answer would go nowhere
+            payload, out = await inference.run_protocol(
+                ctx, who, session_id, name, version, body,
                 encoding=_text(headers.get(b"content-encoding")),
-                header_length=_text(headers.get(_HEADER)))
-        except FleetliteError as exc:
-            response = problem(exc.status, exc.detail, type_slug=exc.type_slug,
-                               headers=exc.headers)
+                header_length=_text(headers.get(_HEADER)), live=live)
+        except Exception as exc:  # noqa: BLE001 - answered as the routes answer it
+            response = error_response(exc, "POST", scope["path"])
             await response(scope, receive, send)
-            return
-        except Exception:
-            log.exception("unhandled error on POST %s", scope["path"])
-            await problem(500, "internal error; the server log has the details")(
-                scope, receive, send)
-            return
+            return response.status_code
         raw = [(k.encode(), v.encode()) for k, v in out.items()]
         raw.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": raw})
         await send({"type": "http.response.body", "body": payload})
-
-    async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes | None:
-        """The whole body (BodyTooLarge past the limit), or None if the client went away."""
-        try:
-            if int(headers.get(b"content-length", b"0")) > self.limit:
-                raise BodyTooLarge(self.limit)
-        except ValueError:
-            pass
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more:
-            message: Message = await receive()
-            if message["type"] != "http.request":
-                return None  # http.disconnect
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                raise BodyTooLarge(self.limit)
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _known_principal(fleet: Fleet, authorization: bytes | None) -> Principal | None:
-    """Who is calling, when that is known without a database read; else None."""
-    if fleet.settings.admin_token is None:
-        return keys.authenticate(fleet, None)
-    if authorization is None:
-        return None
-    scheme, _, token = authorization.decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return None
-    prefix = keys.key_prefix(token)
-    if prefix is not None and fleet.keys.get(prefix) is None:
-        return None  # first use of this key: the route reads it from the database
-    return keys.authenticate(fleet, token)
+        return 200
 
 
 def _text(value: bytes | None) -> str | None:

@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import FleetDep
+from app.api.deps import CtxDep
 from app.api.problems import json_response, problem
 from app.metrics import LIVE_SESSIONS
 
@@ -22,9 +22,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "A dependency is down"}})
-async def readyz(fleet: FleetDep) -> Response:
+async def readyz(ctx: CtxDep) -> Response:
     """200 when the database and the blob store answer, else 503 naming the one that does not."""
-    checks = {"database": fleet.db.ping, "store": fleet.store.ping}
+    checks = {"database": ctx.db.ping, "store": ctx.store.ping}
     results: dict[str, str] = {}
     for name, ping in checks.items():
         try:
@@ -38,12 +38,12 @@ async def readyz(fleet: FleetDep) -> Response:
     if down:
         return problem(503, f"not ready: {', '.join(down)} unavailable",
                        type_slug="not-ready", checks=results)
-    auth = "keys" if fleet.settings.admin_token else "open (FLEETLITE_ADMIN_TOKEN is not set)"
+    auth = "keys" if ctx.settings.admin_token else "open (FLEETLITE_ADMIN_TOKEN is not set)"
     return json_response({"status": "ready", "checks": results, "auth": auth})
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(fleet: FleetDep) -> Response:
+async def metrics(ctx: CtxDep) -> Response:
     """Prometheus text format."""
-    LIVE_SESSIONS.set(len(fleet.pool))
+    LIVE_SESSIONS.set(len(ctx.pool))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -68,32 +68,30 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Map every error the service can raise to problem+json; never leak a stack trace."""
-
-    async def on_domain(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, FleetliteError)
+def error_response(exc: BaseException, method: str, path: str) -> Response:
+    """The one mapping from an error to its problem+json answer, for the routes' exception
+    handlers and the fast lane alike; a stack trace only ever goes to the log."""
+    if isinstance(exc, FleetliteError):
         return problem(exc.status, exc.detail, type_slug=exc.type_slug, headers=exc.headers)
-
-    async def on_validation(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
+    if isinstance(exc, RequestValidationError):
         # Not "input": it would echo the client's whole body (megabytes of tensors) back.
         errors = json_safe([{k: v for k, v in e.items() if k != "input"} for e in exc.errors()])
         return problem(422, _describe_validation(exc), type_slug="invalid-input",
                        errors=errors)
-
-    async def on_http(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, StarletteHTTPException):
         return problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return problem(500, "internal error; the server log has the details")
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "internal error; the server log has the details")
 
-    app.add_exception_handler(FleetliteError, on_domain)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_unexpected)
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error the service can raise to problem+json; never leak a stack trace."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        return error_response(exc, request.method, request.url.path)
+
+    for kind in (FleetliteError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handler)
     _document_problems(app)
 
 

@@ -9,11 +9,12 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.api import fail, seg
-from app.cli.output import console, fields, show, show_page, size, when
-from app.cli.resources import Cursor, Limit, page_params
+from app.cli.groups import Typer
+from app.cli.output import console, fields, show, size, when
+from app.cli.resources import Cursor, Limit, page_params, show_page
 from app.cli.state import api
 
-checkpoints_app = typer.Typer(help="Checkpoint files written by sessions.", no_args_is_help=True)
+checkpoints_app = Typer(help="Checkpoint files written by sessions.")
 
 
 def render_checkpoint(c: dict[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -11,51 +10,42 @@ from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
+from httpx_sse import EventSource
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from app.cli.api import Api, fail, seg
-from app.cli.output import console, err_console, fields, loss, show, show_page, when
-from app.cli.resources import Cursor, Limit, page_params
-from app.cli.state import api
+from app.cli.groups import Typer
+from app.cli.output import console, err_console, fields, loss, show, table, when
+from app.cli.resources import Cursor, Limit, page_params, show_page
+from app.cli.state import api, hint
 
-jobs_app = typer.Typer(help="Training jobs that run on the server.", no_args_is_help=True)
+jobs_app = Typer(help="Training jobs that run on the server.")
 ACTIVE = ("queued", "running")
 RECONNECTS = 5
 INTERRUPTED = 130
 MAX_EPOCH_ROWS, HEAD_ROWS = 20, 5  # longer jobs list the first 5 and the last 15 epochs
 
 
-def sse(response: httpx.Response) -> Iterator[tuple[str, Any]]:
-    """(event, parsed data) for each Server-Sent Event of a streamed response."""
-    event, data = "message", list[str]()
-    for line in response.iter_lines():
-        if not line:
-            if data:
-                yield event, json.loads("\n".join(data))
-            event, data = "message", list[str]()
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
+def job_updates(client: Api, job_id: str, lost: str) -> Iterator[dict[str, Any]]:
+    """The job's states from its event stream, the final one last; reconnects if cut off.
 
-
-def job_updates(client: Api, job_id: str) -> Iterator[dict[str, Any]]:
-    """The job's states from its event stream, the final one last; reconnects if cut off."""
+    lost is the command to suggest if the stream cannot be had back.
+    """
     failures = 0
     while True:
         try:
-            with client.stream("GET", f"/v1/jobs/{seg(job_id)}/events") as response:
-                for event, job in sse(response):
+            with client.stream("GET", f"/v1/jobs/{seg(job_id)}/events",
+                               headers={"Accept": "text/event-stream"}) as response:
+                for event in EventSource(response).iter_sse():
+                    if not event.data:
+                        continue
                     failures = 0
-                    yield job
-                    if event == "end":
+                    yield event.json()
+                    if event.event == "end":
                         return
         except httpx.TransportError:
-            pass  # the stream broke mid-way: look at the job, then reconnect
+            pass  # the stream broke mid-way (httpx_sse's SSEError is one): look, reconnect
         job = client.json("GET", f"/v1/jobs/{seg(job_id)}")
         if job["status"] not in ACTIVE:
             yield job
@@ -63,19 +53,23 @@ def job_updates(client: Api, job_id: str) -> Iterator[dict[str, Any]]:
         failures += 1
         if failures > RECONNECTS:
             fail(f"lost the event stream of job {job_id}, which is still {job['status']}; "
-                 f"look at it with `fleetlite jobs show {job_id}`")
+                 f"look at it with `{lost}`")
         time.sleep(min(2.0**failures, 10.0))
 
 
 class ProgressBar:
     """A live bar: steps of total_steps, the epoch under way and the last epoch's loss."""
 
-    def __init__(self, job: dict[str, Any]) -> None:
+    def __init__(self, job: dict[str, Any], out: Console | None = None) -> None:
+        # Basic ANSI colours: rich's defaults (rgb green when finished, over grey23) both fall
+        # to bright black in a 16-colour terminal, where a finished bar looks like an empty one
+        bar = BarColumn(style="bright_black", complete_style="magenta", finished_style="green",
+                        pulse_style="magenta")
         self.progress = Progress(
-            TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description:<9}"), bar, MofNCompleteColumn(),
             TextColumn("steps  epoch {task.fields[epoch]}/{task.fields[epochs]}"),
             TextColumn("last epoch loss {task.fields[loss]}"), TimeElapsedColumn(),
-            console=console())
+            console=out or console())
         self.task = self.progress.add_task(job["status"], total=job["progress"]["total_steps"],
                                            epoch=0, epochs=job["epochs"], loss="-")
 
@@ -87,12 +81,13 @@ class ProgressBar:
                              total=p["total_steps"], epoch=p["epoch"], loss=loss(losses[-1]))
 
 
-def follow(client: Api, job: dict[str, Any], live: bool) -> dict[str, Any]:
-    """Follow a job to its end, with a live progress bar when live; returns the final job."""
+def follow(ctx: typer.Context, job: dict[str, Any]) -> dict[str, Any]:
+    """Follow a job to its end, with a live progress bar unless --json; the final job."""
     final = job
-    bar = ProgressBar(job) if live else None
+    bar = None if ctx.obj.as_json else ProgressBar(job)
+    lost = hint(ctx, "jobs", "show", job["id"])
     with bar.progress if bar else nullcontext():
-        for final in job_updates(client, job["id"]):
+        for final in job_updates(api(ctx), job["id"], lost):
             if bar:
                 bar.update(final)
     return final
@@ -127,7 +122,7 @@ def epoch_rows(n: int) -> list[int | None]:
     return [*range(HEAD_ROWS), None, *range(n - (MAX_EPOCH_ROWS - HEAD_ROWS), n)]
 
 
-def render_job(client: Api, job: dict[str, Any]) -> None:
+def render_job(ctx: typer.Context, job: dict[str, Any]) -> None:
     """A job: status line, one row per finished epoch, the loss chart link."""
     out = console()
     p = job["progress"]
@@ -136,22 +131,24 @@ def render_job(client: Api, job: dict[str, Any]) -> None:
               f"{job['batch_size']}", markup=False, soft_wrap=True)
     if job.get("error"):
         out.print(f"error: {job['error']}", markup=False, soft_wrap=True)
-    losses = job["metrics"].get("epoch_loss", [])
+    losses, ckpts = job["metrics"].get("epoch_loss", []), job["checkpoint_ids"]
     if losses:
-        grid = Table("epoch", "loss", "checkpoint", box=None, header_style="bold", pad_edge=False)
-        ckpts = job["checkpoint_ids"]
-        for i in epoch_rows(len(losses)):
-            if i is None:
-                grid.add_row("...", "...", "...")
-            else:
-                grid.add_row(str(i + 1), loss(losses[i]), ckpts[i] if i < len(ckpts) else "-")
-        out.print(grid)
+        table(("epoch", "loss", "checkpoint"),
+              (("...", "...", "...") if i is None else
+               (str(i + 1), loss(losses[i]), ckpts[i] if i < len(ckpts) else "-")
+               for i in epoch_rows(len(losses))))
         if len(losses) > MAX_EPOCH_ROWS:
-            out.print(f"(all {len(losses)} epochs: fleetlite --json jobs show {job['id']})",
-                      markup=False, soft_wrap=True)
+            every = hint(ctx, "--json", "jobs", "show", job["id"])
+            out.print(f"(all {len(losses)} epochs: {every})", markup=False, soft_wrap=True)
     fields([("session", job["session_id"]), ("dataset", job["dataset_id"]),
             ("created", when(job["created_at"])),
-            ("loss chart", client.absolute(job["links"]["loss_svg"]) if losses else None)])
+            ("loss chart", api(ctx).absolute(job["links"]["loss_svg"]) if losses else None)])
+
+
+def show_final(ctx: typer.Context, job: dict[str, Any]) -> NoReturn:
+    """Print a finished job and exit 0 if it succeeded, 1 if not."""
+    show(ctx, job, lambda j: render_job(ctx, j))
+    raise typer.Exit(0 if job["status"] == "succeeded" else 1)
 
 
 @jobs_app.command("run")
@@ -173,22 +170,41 @@ def jobs_run(
             "shuffle": shuffle, **({"seed": seed} if seed is not None else {})}
     job = client.json("POST", f"/v1/sessions/{seg(session_id)}/jobs", json=body)
     if detach:
-        show(ctx, job, lambda j: fields([("job", j["id"]), ("status", j["status"]),
-                                         ("follow", f"fleetlite jobs show {j['id']}")]))
+        show(ctx, job, lambda j: fields([
+            ("job", j["id"]), ("status", j["status"]),
+            ("follow", hint(ctx, "jobs", "follow", j["id"])),
+            ("cancel", hint(ctx, "jobs", "cancel", j["id"]))]))
         return
     try:
-        job = follow(client, job, live=not ctx.obj.as_json)
+        job = follow(ctx, job)
     except KeyboardInterrupt:
         cancel_after_interrupt(client, job["id"])
-    show(ctx, job, lambda j: render_job(client, j))
-    raise typer.Exit(0 if job["status"] == "succeeded" else 1)
+    show_final(ctx, job)
+
+
+@jobs_app.command("follow")
+def jobs_follow(ctx: typer.Context, job_id: str) -> None:
+    """Follow a job live until it ends; Ctrl-C stops following and leaves the job running.
+
+    Exits 0 when the job succeeds, 1 when it fails or is cancelled.
+    """
+    try:
+        job = api(ctx).json("GET", f"/v1/jobs/{seg(job_id)}")
+        err_console().print(f"following job {job_id}; Ctrl-C stops following, the job goes on",
+                            markup=False, soft_wrap=True)
+        job = follow(ctx, job)
+    except KeyboardInterrupt:
+        err_console().print(f"stopped following; job {job_id} goes on "
+                            f"({hint(ctx, 'jobs', 'cancel', job_id)} stops it)",
+                            markup=False, soft_wrap=True)
+        raise typer.Exit(INTERRUPTED) from None
+    show_final(ctx, job)
 
 
 @jobs_app.command("show")
 def jobs_show(ctx: typer.Context, job_id: str) -> None:
     """Show a job with its progress and per-epoch losses."""
-    client = api(ctx)
-    show(ctx, client.json("GET", f"/v1/jobs/{seg(job_id)}"), lambda j: render_job(client, j))
+    show(ctx, api(ctx).json("GET", f"/v1/jobs/{seg(job_id)}"), lambda j: render_job(ctx, j))
 
 
 @jobs_app.command("cancel")

@@ -1,28 +1,37 @@
-"""Printing: raw JSON for --json, readable rich text otherwise."""
+"""Printing: raw JSON for --json, readable rich text otherwise; ids are never cut."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-WIDE = 200  # width when not on a terminal, so ids in tables are never cut or folded
+WIDE = 200  # width when not on a terminal and COLUMNS is unset: nothing to fit
+GAP = 2  # spaces between table columns
+
+
+def _width(stream: TextIO) -> int | None:
+    """COLUMNS when set (also under test runners), else the terminal's, else WIDE."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return None if stream.isatty() else WIDE
 
 
 def console() -> Console:
     """A console on the current stdout (looked up per call, so CliRunner captures it)."""
-    return Console(file=sys.stdout, highlight=False, width=None if sys.stdout.isatty() else WIDE)
+    return Console(file=sys.stdout, highlight=False, width=_width(sys.stdout))
 
 
 def err_console() -> Console:
     """A console on the current stderr."""
-    return Console(file=sys.stderr, highlight=False,
-                   width=None if sys.stderr.isatty() else WIDE)
+    return Console(file=sys.stderr, highlight=False, width=_width(sys.stderr))
 
 
 def print_json(data: Any) -> None:
@@ -39,30 +48,54 @@ def show(ctx: typer.Context, data: Any, render: Callable[[Any], None]) -> None:
 
 
 def fields(pairs: Iterable[tuple[str, Any]]) -> None:
-    """Print aligned `key  value` lines, skipping empty values."""
+    """Print aligned `key  value` lines, skipping empty values; long values are never cut."""
     out = console()
     for key, value in pairs:
         if value is not None and value != "":
             out.print(f"{key:<14} {value}", markup=False, soft_wrap=True)
 
 
+def _widths(columns: Sequence[str], cells: list[list[str]], room: int) -> list[int] | None:
+    """Column widths that fit room and never split a word, or None when none do.
+
+    Every column is at least as wide as its longest word (so an id, anywhere, stays whole);
+    the space left goes first to the columns that need the least to show their longest cell.
+    """
+    texts = [[name, *(row[i] for row in cells)] for i, name in enumerate(columns)]
+    widths = [max(len(w) for text in column for w in text.split() or [""]) for column in texts]
+    full = [max(len(text) for text in column) for column in texts]
+    left = room - GAP * (len(columns) - 1) - sum(widths)
+    if left < 0:
+        return None
+    for i in sorted(range(len(widths)), key=lambda i: full[i] - widths[i]):
+        grow = min(left, full[i] - widths[i])
+        widths[i] += grow
+        left -= grow
+    return widths
+
+
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Print a table, or `(none)` when there are no rows."""
-    grid = Table(*columns, box=None, header_style="bold", pad_edge=False)
-    for row in rows:
-        grid.add_row(*("" if v is None else str(v) for v in row))
-    console().print(grid if grid.row_count else "(none)")
-
-
-def show_page(ctx: typer.Context, page: dict[str, Any], columns: Sequence[str],
-              row: Callable[[dict[str, Any]], Sequence[Any]]) -> None:
-    """Print one page of a list; mention the cursor of the next page if there is one."""
-    if ctx.obj.as_json:
-        print_json(page)
+    """Print a table, or `(none)`. Cells wrap between words, never inside one, so ids are
+    whole at any width; too narrow for that, one block of `key  value` lines per row."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    out = console()
+    if not cells:
+        out.print("(none)")
         return
-    table(columns, (row(item) for item in page["items"]))
-    if page.get("next_cursor"):
-        err_console().print(f"more: pass --cursor {page['next_cursor']}", markup=False)
+    widths = _widths(columns, cells, out.width)
+    if widths is None:
+        for n, row in enumerate(cells):
+            if n:
+                out.print()
+            fields(zip(columns, row, strict=True))
+        return
+    # fixed widths: rich's own shrinking would split words, ids included
+    grid = Table(box=None, header_style="bold", pad_edge=False, padding=(0, GAP // 2))
+    for name, width in zip(columns, widths, strict=True):
+        grid.add_column(name, width=width, overflow="fold")
+    for row in cells:
+        grid.add_row(*row)
+    out.print(grid)
 
 
 def loss(value: float | None) -> str:

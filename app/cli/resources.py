@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from app.cli.api import fail, seg
-from app.cli.output import fields, loss, show, show_page, size, when
-from app.cli.state import api
+from app.cli.groups import Typer
+from app.cli.output import err_console, fields, loss, print_json, show, size, table, when
+from app.cli.state import api, rerun
 
-models_app = typer.Typer(help="Base .tflite models.", no_args_is_help=True)
-sessions_app = typer.Typer(help="Users' live sessions on a base model.", no_args_is_help=True)
-datasets_app = typer.Typer(help="Users' .npz training data.", no_args_is_help=True)
+models_app = Typer(help="Base .tflite models.")
+sessions_app = Typer(help="Users' live sessions on a base model.")
+datasets_app = Typer(help="Users' .npz training data.")
 
 ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
 Limit = Annotated[int, typer.Option(min=1, max=500, help="Items per page.")]
@@ -24,6 +26,18 @@ def page_params(limit: int, cursor: str | None, **filters: str | None) -> dict[s
     """Query parameters of a list call, without the unset ones."""
     params: dict[str, Any] = {"limit": limit, "cursor": cursor, **filters}
     return {k: v for k, v in params.items() if v is not None}
+
+
+def show_page(ctx: typer.Context, page: dict[str, Any], columns: Sequence[str],
+              row: Callable[[dict[str, Any]], Sequence[Any]]) -> None:
+    """Print one page of a list, and on stderr the command for the next page, if any."""
+    if ctx.obj.as_json:
+        print_json(page)
+        return
+    table(columns, (row(item) for item in page["items"]))
+    if page.get("next_cursor"):
+        err_console().print(f"more: {rerun(ctx, cursor=page['next_cursor'])}", markup=False,
+                            soft_wrap=True)
 
 
 def tensor(spec: dict[str, Any]) -> str:
@@ -78,11 +92,12 @@ def models_list(ctx: typer.Context, limit: Limit = 50, cursor: Cursor = None) ->
     page = api(ctx).json("GET", "/v1/models", params=page_params(limit, cursor))
     show_page(ctx, page, ("id", "name", "size", "signatures", "created"),
               lambda m: (m["id"], m["name"], size(m["size_bytes"]),
-                         ",".join(sorted(m["signatures"])), when(m["created_at"])))
+                         ", ".join(sorted(m["signatures"])), when(m["created_at"])))
 
 
 @models_app.command("build")
-def models_build(name: Annotated[str, typer.Argument(help="mlp, head or cnn.")],
+def models_build(ctx: typer.Context,
+                 name: Annotated[str, typer.Argument(help="mlp, head or cnn.")],
                  out: Annotated[Path, typer.Argument(dir_okay=False, writable=True)]) -> None:
     """Build a trainable model from models/ locally (imports TensorFlow; no server needed)."""
     import models as definitions
@@ -90,7 +105,8 @@ def models_build(name: Annotated[str, typer.Argument(help="mlp, head or cnn.")],
     if name not in definitions.NAMES:
         fail(f"unknown model {name!r}; choose one of: {', '.join(definitions.NAMES)}")
     out.write_bytes(definitions.build(name))
-    typer.echo(f"wrote {out} ({size(out.stat().st_size)})")
+    built = {"name": name, "path": str(out), "size_bytes": out.stat().st_size}
+    show(ctx, built, lambda b: typer.echo(f"wrote {b['path']} ({size(b['size_bytes'])})"))
 
 
 @sessions_app.command("create")

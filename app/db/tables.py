@@ -66,6 +66,7 @@ class SessionRow(Base):
     user_id: Mapped[str] = mapped_column(String(64), index=True)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
     head_checkpoint_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    head_step: Mapped[int | None] = mapped_column(Integer, nullable=True)  # moves forward only
     steps: Mapped[int] = mapped_column(Integer, default=0)
     last_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from app.errors import InvalidInput
 from app.runtime.signatures import SignatureSpec, TensorSpec, numpy_dtype
@@ -48,14 +49,39 @@ def check_shape(spec: TensorSpec, shape: tuple[int, ...]) -> None:
         raise InvalidInput(f"input '{spec.name}': received an empty tensor {list(shape)}")
 
 
-def decode_value(spec: TensorSpec, value: Any) -> np.ndarray[Any, Any]:
-    """One JSON value (nested list or scalar) to a numpy array of the spec's dtype."""
+def parse_json(raw: bytes) -> tuple[Any, bool]:
+    """A JSON body parsed with orjson, and whether its text holds a `true` or `false` literal
+    anywhere (a substring search, far cheaper than looking at every parsed element)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"body is not valid JSON: {exc}") from None
+    return body, b"true" in raw or b"false" in raw
+
+
+def holds_bool(value: Any) -> bool:
+    """Whether a nested list (or a scalar) holds a bool anywhere."""
+    if isinstance(value, list):
+        return any(holds_bool(v) for v in value)
+    return isinstance(value, bool)
+
+
+def decode_value(spec: TensorSpec, value: Any, *, may_hold_bools: bool = True
+                 ) -> np.ndarray[Any, Any]:
+    """One JSON value (nested list or scalar) to a numpy array of the spec's dtype.
+
+    numpy reads [1, true] as the ints [1, 1]; a numeric tensor is looked at element by
+    element for bools unless the caller knows the body holds no bool literal.
+    """
     if spec.dtype == "string":
         return _decode_strings(spec, value)
     try:
         raw = np.asarray(value)
     except (ValueError, TypeError) as exc:  # ragged nesting
         raise InvalidInput(f"input '{spec.name}': not a rectangular array ({exc})") from None
+    if raw.dtype.kind in "iuf" and may_hold_bools and holds_bool(value):
+        raise InvalidInput(f"input '{spec.name}': expected dtype {spec.dtype}, received bool "
+                           "values among numbers")
     target = numpy_dtype(spec.dtype)
     accepted = _KINDS_ACCEPTED.get(target.kind, (target.kind,))
     if raw.dtype.kind not in accepted and raw.size:
@@ -91,14 +117,16 @@ def _decode_strings(spec: TensorSpec, value: Any) -> np.ndarray[Any, Any]:
 
 
 def decode_inputs(
-    spec: SignatureSpec, body: Any, signature: str, limits: Limits | None = None
+    spec: SignatureSpec, body: Any, signature: str, limits: Limits | None = None, *,
+    may_hold_bools: bool = True,
 ) -> dict[str, np.ndarray[Any, Any]]:
     """The contract's {"inputs": {...}} body to arrays, or 422 naming what is wrong."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), dict):
         raise InvalidInput('body must be a JSON object {"inputs": {"<name>": <array>}}')
     inputs = body["inputs"]
     check_names(spec, set(inputs), signature)
-    arrays = {name: decode_value(spec.inputs[name], inputs[name]) for name in spec.inputs}
+    arrays = {name: decode_value(spec.inputs[name], inputs[name], may_hold_bools=may_hold_bools)
+              for name in spec.inputs}
     check_batch(spec, arrays)
     check_limits(spec, arrays, limits or DEFAULT_LIMITS)
     return arrays

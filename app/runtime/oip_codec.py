@@ -20,14 +20,10 @@ import numpy as np
 import orjson
 
 from app.errors import FleetliteError, InvalidInput, PayloadTooLarge
-from app.runtime.codec import check_batch, check_names, check_shape
-from app.runtime.signatures import SignatureSpec, TensorSpec, dtype_name, numpy_dtype
+from app.runtime.codec import check_batch, check_names, check_shape, holds_bool
+from app.runtime.oip_response import oip_datatype
+from app.runtime.signatures import SignatureSpec, TensorSpec, numpy_dtype
 
-OIP_DATATYPES = {
-    "bool": "BOOL", "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
-    "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
-    "float16": "FP16", "float32": "FP32", "float64": "FP64", "string": "BYTES",
-}
 _JSON_KINDS = {"f": "fiu", "i": "iu", "u": "iu", "b": "b"}  # JSON ints are valid floats
 _UNSUPPORTED = ("shared_memory_region", "classification")
 Array = np.ndarray[Any, Any]
@@ -37,23 +33,6 @@ class BadRequest(FleetliteError):
     """A body that is not a well-formed Open Inference Protocol request."""
 
     status, type_slug = 400, "bad-request"
-
-
-def oip_datatype(dtype: str) -> str:
-    """The protocol's datatype ("FP32") for a contract dtype name ("float32")."""
-    return OIP_DATATYPES.get(dtype, dtype.upper())
-
-
-def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
-    """One input or output as model metadata: name, datatype, shape (-1 for open dims)."""
-    return {"name": spec.name, "datatype": oip_datatype(spec.dtype), "shape": list(spec.shape)}
-
-
-def model_metadata(name: str, spec: SignatureSpec, version: str, platform: str) -> dict[str, Any]:
-    """The protocol's model metadata for one signature."""
-    return {"name": name, "versions": [version], "platform": platform,
-            "inputs": [tensor_metadata(t) for t in spec.inputs.values()],
-            "outputs": [tensor_metadata(t) for t in spec.outputs.values()]}
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
@@ -70,6 +49,9 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
         raise BadRequest(f"body is not valid {enc} data: {exc}") from None
     if len(out) > limit:
         raise PayloadTooLarge(f"decompressed body exceeds the limit of {limit} bytes")
+    if not inflater.eof:  # a prefix of a stream inflates without complaint: refuse it
+        raise InvalidInput(f"the {enc} body ends before its end-of-stream marker: it is "
+                           "truncated")
     return out
 
 
@@ -221,6 +203,9 @@ def _from_json(spec: TensorSpec, data: Any, shape: list[int]) -> Array:
             raise InvalidInput(f"input '{spec.name}': data is not a rectangular array "
                                f"({exc})") from None
         target = numpy_dtype(spec.dtype)
+        if raw.dtype.kind in "iuf" and holds_bool(data):  # numpy reads [1, true] as [1, 1]
+            raise InvalidInput(f"input '{spec.name}': datatype {oip_datatype(spec.dtype)} "
+                               "expects numbers, received bool values among them")
         if raw.size and raw.dtype.kind not in _JSON_KINDS.get(target.kind, target.kind):
             raise InvalidInput(f"input '{spec.name}': datatype {oip_datatype(spec.dtype)} "
                                f"expects numbers of that kind, received {raw.dtype.name} data")
@@ -258,44 +243,3 @@ def _requested(header: dict[str, Any], spec: SignatureSpec, model: str) -> dict[
         params = _params(item, f"output '{item['name']}'")
         wanted[item["name"]] = _flag(params, "binary_data") if "binary_data" in params else default
     return wanted
-
-
-def build_response(model: str, version: str, request: InferRequest, outputs: dict[str, Any],
-                   parameters: dict[str, Any] | None = None) -> tuple[bytes, int | None]:
-    """The response body, and the JSON header's length when binary outputs follow it."""
-    wanted = request.outputs or {name: request.binary_default for name in outputs}
-    described, chunks = [], []
-    for name, binary in wanted.items():
-        arr = np.asarray(outputs[name])
-        out: dict[str, Any] = {"name": name, "datatype": oip_datatype(dtype_name(arr.dtype)),
-                               "shape": list(arr.shape)}
-        text = arr.dtype.kind in "SOU"
-        if binary:
-            data = _pack_bytes(arr) if text else np.ascontiguousarray(arr).tobytes()
-            out["parameters"] = {"binary_data_size": len(data)}
-            chunks.append(data)
-        else:
-            out["data"] = [_text(v) for v in arr.reshape(-1)] if text else arr.reshape(-1)
-        described.append(out)
-    head: dict[str, Any] = {"model_name": model, "model_version": version}
-    if request.id is not None:
-        head["id"] = request.id
-    if parameters:
-        head["parameters"] = parameters
-    head["outputs"] = described
-    header = orjson.dumps(head, option=orjson.OPT_SERIALIZE_NUMPY)
-    if not chunks:
-        return header, None
-    return b"".join([header, *chunks]), len(header)
-
-
-def _pack_bytes(arr: Array) -> bytes:
-    parts = []
-    for v in arr.reshape(-1):
-        b = v if isinstance(v, bytes) else str(v).encode()
-        parts += [struct.pack("<I", len(b)), b]
-    return b"".join(parts)
-
-
-def _text(v: Any) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)

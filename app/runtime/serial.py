@@ -10,7 +10,8 @@ from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-_Task = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+# (future, fn, args, kwargs, measured): only calls that may run inline feed the average.
+_Task = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any], bool]
 
 
 class SerialExecutor:
@@ -26,15 +27,21 @@ class SerialExecutor:
         self._lock = threading.Lock()
         self._running = False
         self._executing = 0
-        # Moving average of call durations, for run_or_submit; None until a call is measured,
-        # so a session's first call (perhaps a huge JSON body) never runs on the event loop.
+        # Moving average of the durations of calls made through run_or_submit (per-step calls),
+        # None until one is measured, so a session's first call (perhaps a huge JSON body)
+        # never runs on the event loop. Saves and job turns (submit) do not count: they
+        # would make a cheap session look slow, or a slow one cheap.
         self.avg_seconds: float | None = None
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Queue fn(*args, **kwargs) behind everything already submitted."""
+        return self._enqueue(fn, args, kwargs, False)
+
+    def _enqueue(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 measured: bool) -> Future[T]:
         fut: Future[T] = Future()
         with self._lock:
-            self._queue.append((fut, fn, args, kwargs))
+            self._queue.append((fut, fn, args, kwargs, measured))
             if self._running:
                 return fut
             self._running = True
@@ -57,10 +64,10 @@ class SerialExecutor:
             if inline:
                 self._running, self._executing = True, 1
         if not inline:
-            return self.submit(fn)
+            return self._enqueue(fn, (), {}, True)
         fut: Future[T] = Future()
         try:
-            self._run((fut, fn, (), {}))
+            self._run((fut, fn, (), {}, True))
         finally:
             with self._lock:
                 self._executing = 0
@@ -78,6 +85,12 @@ class SerialExecutor:
         """Calls queued or running."""
         with self._lock:
             return len(self._queue) + self._executing
+
+    @property
+    def busy(self) -> bool:
+        """A call is queued or running, or a pool thread still holds the strand."""
+        with self._lock:
+            return self._running or bool(self._queue)
 
     def waiting(self) -> bool:
         """Calls queued behind the one running (cheap: no lock, for per-step checks)."""
@@ -105,16 +118,17 @@ class SerialExecutor:
             self._drain(batch=None)
 
     def _run(self, task: _Task) -> None:
-        fut, fn, args, kwargs = task
+        fut, fn, args, kwargs, measured = task
         if fut.set_running_or_notify_cancel():
             started = time.perf_counter()
             try:
                 fut.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # noqa: BLE001 - delivered to the caller
                 fut.set_exception(exc)
-            took = time.perf_counter() - started
-            avg = self.avg_seconds
-            self.avg_seconds = took if avg is None else avg + 0.2 * (took - avg)
+            if measured:
+                took = time.perf_counter() - started
+                avg = self.avg_seconds
+                self.avg_seconds = took if avg is None else avg + 0.2 * (took - avg)
 
     def _fail_all(self, exc: BaseException) -> None:
         with self._lock:

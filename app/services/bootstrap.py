@@ -1,21 +1,23 @@
-"""Build the Fleet from the settings, with its job executor wired to the job runner."""
+"""Build the Context from the settings: database, store, session pool, executor, workers."""
 
 from __future__ import annotations
 
 import os
-from functools import partial
 
 from app.config import Settings
 from app.db.engine import Database
+from app.executor.local import LocalExecutor
+from app.runtime.interpreter import warm_up
 from app.runtime.pool import SessionPool
 from app.runtime.validator import ModelValidator
-from app.services import jobs
-from app.services.executor import LocalJobExecutor
-from app.services.fleet import Fleet
+from app.services.context import Context
+from app.services.job_run import JobWorkers
 from app.store import open_store
 
+__all__ = ["build_context", "warm_up"]
 
-def build_fleet(settings: Settings) -> Fleet:
+
+def build_context(settings: Settings) -> Context:
     """Every long-lived object, built once at start."""
     store = open_store(
         settings.store_url,
@@ -24,13 +26,13 @@ def build_fleet(settings: Settings) -> Fleet:
         access_key_id=settings.s3_access_key_id,
         secret_access_key=settings.s3_secret_access_key,
     )
-    fleet = Fleet(
+    ctx = Context(
         settings=settings,
-        db=Database(settings.database_url),
+        db=Database(settings.database_url, settings.db_timeout_seconds),
         store=store,
         pool=SessionPool(settings.runtime_workers, settings.max_live_sessions),
         validator=ModelValidator(settings.validate_timeout_seconds),
+        executor=LocalExecutor(settings.work_path),
     )
-    fleet.jobs = LocalJobExecutor(partial(jobs.run, fleet),
-                                  workers=settings.job_workers or (os.cpu_count() or 1))
-    return fleet
+    ctx.jobs = JobWorkers(ctx, workers=settings.job_workers or (os.cpu_count() or 1))
+    return ctx

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from app.config import Settings
 from app.db.engine import Database
+from app.executor.base import Executor
 from app.runtime.pool import SessionPool
 from app.runtime.signatures import Signatures
 from app.runtime.validator import ModelValidator
-from app.services.executor import JobExecutor
 from app.services.keyring import KeyRing
+from app.services.persister import Persister
 from app.store import BlobStore
+
+if TYPE_CHECKING:
+    from app.services.job_run import JobWorkers
 
 
 @dataclass(frozen=True)
@@ -25,23 +30,28 @@ class LoadedModel:
 
 
 @dataclass
-class Fleet:
-    """Settings, database, blob store, live sessions and the model validator."""
+class Context:
+    """What every use case is handed: settings, database, blob store, live sessions, the model
+    validator, the executor that runs training, the job workers and the persister. Built
+    once at start (services.bootstrap)."""
 
     settings: Settings
     db: Database
     store: BlobStore
     pool: SessionPool
     validator: ModelValidator
-    jobs: JobExecutor = field(init=False)
+    executor: Executor
+    persister: Persister = field(default_factory=Persister)
+    jobs: JobWorkers = field(init=False)
     keys: KeyRing = field(default_factory=KeyRing)
     jobs_resumed: bool = False
     models: dict[str, LoadedModel] = field(default_factory=dict)
     models_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def close(self) -> None:
-        """Release threads, the probe child and connections."""
+        """Release threads, the probe child and connections (jobs were stopped first)."""
+        self.persister.shutdown()
+        self.executor.shutdown()
         self.pool.shutdown()
         self.validator.close()
         self.db.dispose()
-

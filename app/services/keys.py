@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from app.db.tables import KeyRow, new_id
 from app.errors import NotFound
-from app.services.fleet import Fleet
+from app.services.context import Context
 from app.services.keyring import ADMIN, Principal
 from app.services.pages import Page, paginate
 
@@ -29,9 +29,9 @@ def key_prefix(token: str) -> str | None:
     return prefix if len(prefix) == 8 and len(secret) >= 32 else None
 
 
-def authenticate(fleet: Fleet, token: str | None) -> Principal | None:
+def authenticate(ctx: Context, token: str | None) -> Principal | None:
     """The principal a bearer token stands for, or None when it stands for nobody."""
-    admin = fleet.settings.admin_token
+    admin = ctx.settings.admin_token
     if admin is None:
         return ADMIN  # open mode
     if not token:
@@ -41,53 +41,53 @@ def authenticate(fleet: Fleet, token: str | None) -> Principal | None:
     prefix = key_prefix(token)
     if prefix is None:
         return None
-    entry = fleet.keys.get(prefix)
+    entry = ctx.keys.get(prefix)
     if entry is None:
-        with fleet.db.begin() as db:
+        with ctx.db.begin() as db:
             row = db.scalar(select(KeyRow).where(KeyRow.prefix == prefix))
         if row is None:
             return None
         entry = (row.key_hash, row.user_id, row.id)
-        fleet.keys.put(prefix, entry)
+        ctx.keys.put(prefix, entry)
     if not hmac.compare_digest(entry[0], _hash(token)):
         return None
-    fleet.keys.mark_used(entry[2])
+    ctx.keys.mark_used(entry[2])
     return Principal(entry[1], False)
 
 
-def create(fleet: Fleet, *, user_id: str) -> tuple[KeyRow, str]:
+def create(ctx: Context, *, user_id: str) -> tuple[KeyRow, str]:
     """A new key for the user; the key itself is returned this once and never stored."""
     prefix = secrets.token_hex(4)
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
     row = KeyRow(id=new_id("key"), user_id=user_id, prefix=prefix, key_hash=_hash(key))
-    with fleet.db.begin() as db:
+    with ctx.db.begin() as db:
         db.add(row)
     return row, key
 
 
-def get_all(fleet: Fleet, *, user_id: str, limit: int, cursor: str | None) -> Page[KeyRow]:
+def get_all(ctx: Context, *, user_id: str, limit: int, cursor: str | None) -> Page[KeyRow]:
     """A user's keys (ids, prefixes, dates; never the keys)."""
-    flush_last_used(fleet)
-    with fleet.db.begin() as db:
+    flush_last_used(ctx)
+    with ctx.db.begin() as db:
         return paginate(db, select(KeyRow).where(KeyRow.user_id == user_id), KeyRow.id,
                         limit=limit, cursor=cursor)
 
 
-def delete(fleet: Fleet, *, user_id: str, key_id: str) -> None:
+def delete(ctx: Context, *, user_id: str, key_id: str) -> None:
     """Revoke a key; it stops working at once."""
-    with fleet.db.begin() as db:
+    with ctx.db.begin() as db:
         row = db.get(KeyRow, key_id)
         if row is None or row.user_id != user_id:
             raise NotFound(f"key '{key_id}' not found")
         db.delete(row)
-    fleet.keys.drop(row.prefix)
+    ctx.keys.drop(row.prefix)
 
 
-def flush_last_used(fleet: Fleet) -> None:
+def flush_last_used(ctx: Context) -> None:
     """Write the keys' last use, collected in memory, to their rows."""
-    used = fleet.keys.take_used()
+    used = ctx.keys.take_used()
     if not used:
         return
-    with fleet.db.begin() as db:
+    with ctx.db.begin() as db:
         for key_id, at in used.items():
             db.execute(update(KeyRow).where(KeyRow.id == key_id).values(last_used_at=at))

@@ -137,5 +137,5 @@ def test_delete_checkpoint(client: httpx.Client, mlp_id: str, server: LiveServer
     assert_problem(client.get(f"/v1/checkpoints/{old['id']}"), 404)
     assert_problem(client.get(f"/v1/checkpoints/{old['id']}/file"), 404)
     key = f"users/ivan/checkpoints/{old['id']}.ckpt"
-    assert not server.fleet.store.exists(key)
-    assert server.fleet.store.exists(f"users/ivan/checkpoints/{head['id']}.ckpt")
+    assert not server.ctx.store.exists(key)
+    assert server.ctx.store.exists(f"users/ivan/checkpoints/{head['id']}.ckpt")

@@ -47,7 +47,7 @@ def wait_live_at_most(server: LiveServer, n: int) -> None:
     import time
 
     deadline = time.monotonic() + 30
-    while len(server.fleet.pool) > n:
+    while len(server.ctx.pool) > n:
         assert time.monotonic() < deadline, f"{len(server.fleet.pool)} live sessions"
         time.sleep(0.05)
 

@@ -25,17 +25,32 @@ ADMIN = "admin-token-for-fastlane-0123456789"
 
 
 class Recording:
-    """Wraps the app's lane and records (path, taken) for every request it saw."""
+    """Records (path, taken) for every request the lane saw: taken when the lane answered
+    it itself, not taken when it passed it on to FastAPI."""
 
-    def __init__(self, lane: FastLane) -> None:
-        self.lane = lane
+    def __init__(self) -> None:
         self.seen: list[tuple[str, bool]] = []
+        self._call, self._answer = FastLane.__call__, FastLane._answer
 
-    async def __call__(self, fleet: Any, scope: Any, receive: Any, send: Any) -> bool:
-        taken = await self.lane(fleet, scope, receive, send)
-        if scope["type"] == "http":
-            self.seen.append((scope["path"], taken))
-        return taken
+    def install(self) -> None:
+        rec, call, answer = self, self._call, self._answer
+        answered: set[int] = set()
+
+        async def recording_call(lane: FastLane, scope: Any, receive: Any, send: Any) -> None:
+            await call(lane, scope, receive, send)
+            if scope["type"] == "http":
+                rec.seen.append((scope["path"], id(scope) in answered))
+                answered.discard(id(scope))
+
+        async def recording_answer(lane: FastLane, ctx: Any, scope: Any, *args: Any) -> int:
+            answered.add(id(scope))
+            return await answer(lane, ctx, scope, *args)
+
+        FastLane.__call__ = recording_call  # type: ignore[method-assign]
+        FastLane._answer = recording_answer  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        FastLane.__call__, FastLane._answer = self._call, self._answer  # type: ignore[method-assign]
 
     def taken(self, path_part: str) -> list[bool]:
         return [t for p, t in self.seen if path_part in p]
@@ -43,10 +58,10 @@ class Recording:
 
 @pytest.fixture(scope="module")
 def lane(server: LiveServer) -> Iterator[Recording]:
-    rec = Recording(server.app.lane)
-    server.app.lane = rec
+    rec = Recording()
+    rec.install()
     yield rec
-    server.app.lane = rec.lane
+    rec.uninstall()
 
 
 def binary_body(arrays: dict[str, np.ndarray], **params: Any) -> tuple[bytes, dict[str, str]]:
@@ -116,7 +131,7 @@ def test_lane_errors_are_the_routes_problems(client: httpx.Client, mlp_id: str,
 def test_what_the_lane_declines_still_works(server: LiveServer, client: httpx.Client,
                                             mlp_id: str, lane: Recording) -> None:
     sid = new_session(client, "lane-declined", mlp_id)
-    server.fleet.pool.remove(sid)  # not live: the route loads it
+    server.ctx.pool.remove(sid)  # not live: the route loads it
     lane.seen.clear()
     assert train(client, sid).status_code == 200
     body, headers = binary_body({"x": X, "y": Y})
@@ -161,29 +176,62 @@ def test_oversized_body_is_413_and_the_session_is_untouched(tmp_path_factory:
 def test_keys_on_the_lane(tmp_path_factory: pytest.TempPathFactory, mlp_bytes: bytes) -> None:
     root = tmp_path_factory.mktemp("lane-keys")
     with running_server("sqlite-local", root, None, admin_token=ADMIN) as live:
-        rec = Recording(live.app.lane)
-        live.app.lane = rec
-        admin = httpx.Client(base_url=live.url, timeout=60,
-                             headers={"Authorization": f"Bearer {ADMIN}"})
-        mid = admin.post("/v1/models", files={"file": ("m.tflite", mlp_bytes)},
-                         data={"name": "mlp"}).json()["id"]
-        keys = {u: admin.post(f"/v1/users/{u}/keys").json()["key"] for u in ("ann", "ben")}
-        ann = httpx.Client(base_url=live.url, timeout=60,
-                           headers={"Authorization": f"Bearer {keys['ann']}"})
-        ben = httpx.Client(base_url=live.url, timeout=60,
-                           headers={"Authorization": f"Bearer {keys['ben']}"})
-        anon = httpx.Client(base_url=live.url, timeout=60)
-        sid = new_session(admin, "ann", mid)
-        rec.seen.clear()
-        assert train(ann, sid).status_code == 200  # first use of the key: the route reads it
-        assert train(ann, sid).status_code == 200  # known now: the lane
-        assert_problem(train(ben, sid), 404, sid)  # another user's session looks missing
-        assert_problem(train(anon, sid), 401, "key")
-        r = train(httpx.Client(base_url=live.url, headers={"Authorization": "Bearer x"}), sid)
-        assert_problem(r, 401, "key")
-        assert train(admin, sid).status_code == 200
-        assert rec.taken("/infer") == [False, True, False, False, False, True]
-        key_id = admin.get("/v1/users/ann/keys").json()["items"][0]["id"]
-        assert admin.delete(f"/v1/users/ann/keys/{key_id}").status_code == 204
-        assert_problem(train(ann, sid), 401, "key")  # revoked: not served from any cache
-        assert steps(admin, sid) == 3
+        rec = Recording()
+        rec.install()
+        try:
+            admin = httpx.Client(base_url=live.url, timeout=60,
+                                 headers={"Authorization": f"Bearer {ADMIN}"})
+            mid = admin.post("/v1/models", files={"file": ("m.tflite", mlp_bytes)},
+                             data={"name": "mlp"}).json()["id"]
+            keys = {u: admin.post(f"/v1/users/{u}/keys").json()["key"] for u in ("ann", "ben")}
+            ann = httpx.Client(base_url=live.url, timeout=60,
+                               headers={"Authorization": f"Bearer {keys['ann']}"})
+            ben = httpx.Client(base_url=live.url, timeout=60,
+                               headers={"Authorization": f"Bearer {keys['ben']}"})
+            anon = httpx.Client(base_url=live.url, timeout=60)
+            sid = new_session(admin, "ann", mid)
+            rec.seen.clear()
+            assert train(ann, sid).status_code == 200  # first use of the key: the route reads it
+            assert train(ann, sid).status_code == 200  # known now: the lane
+            assert_problem(train(ben, sid), 404, sid)  # another user's session looks missing
+            assert_problem(train(anon, sid), 401, "key")
+            r = train(httpx.Client(base_url=live.url, headers={"Authorization": "Bearer x"}), sid)
+            assert_problem(r, 401, "key")
+            assert train(admin, sid).status_code == 200
+            assert rec.taken("/infer") == [False, True, False, False, False, True]
+            key_id = admin.get("/v1/users/ann/keys").json()["items"][0]["id"]
+            assert admin.delete(f"/v1/users/ann/keys/{key_id}").status_code == 204
+            assert_problem(train(ann, sid), 401, "key")  # revoked: not served from any cache
+            assert steps(admin, sid) == 3
+        finally:
+            rec.uninstall()
+
+
+def _requests_total(client: httpx.Client, handler: str, status: str = "2xx") -> float:
+    want = f'handler="{handler}"'
+    for line in client.get("/metrics").text.splitlines():
+        if (line.startswith("http_requests_total{") and want in line
+                and f'status="{status}"' in line and 'method="POST"' in line):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_lane_calls_and_route_calls_count_in_the_same_request_metrics(
+        client: httpx.Client, mlp_id: str, lane: Recording) -> None:
+    sid = new_session(client, "lane-metrics", mlp_id)
+    infer_route = "/v1/sessions/{session_id}/v2/models/{model_name}/infer"
+    train_route = "/v1/sessions/{session_id}/train"
+    before, json_before = _requests_total(client, infer_route), _requests_total(client,
+                                                                               train_route)
+    lane.seen.clear()
+    for _ in range(3):
+        assert train(client, sid).status_code == 200
+    assert lane.taken("/infer") == [True] * 3  # answered by the lane, before FastAPI ...
+    assert _requests_total(client, infer_route) == before + 3  # ... and counted all the same
+    r = client.post(f"/v1/sessions/{sid}/train", json={"inputs": {"x": X.tolist(),
+                                                                  "y": Y.tolist()}})
+    assert r.status_code == 200
+    assert _requests_total(client, train_route) == json_before + 1  # a route: instrumented
+    assert_problem(client.post(f"/v1/sessions/{sid}/v2/models/nope/infer",
+                               content=b"{}"), 404)
+    assert _requests_total(client, infer_route, "4xx") >= 1

@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from httpx_sse import connect_sse
 
 import models
 from app.store.blobs import StoreUnavailable
@@ -54,14 +55,14 @@ def start_job(client: httpx.Client, sid: str, dataset_id: str, **body: Any) -> d
     return job  # type: ignore[no-any-return]
 
 
-def wait_job(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in TERMINAL:
-            return job  # type: ignore[no-any-return]
-        assert time.monotonic() < deadline, f"job still {job['status']}: {job['progress']}"
-        time.sleep(0.05)
+def wait_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    """The job's final state: the `end` event of its stream (no polling, no time bound but
+    the client's own read timeout)."""
+    events = sse_events(client, job_id)
+    assert events and events[-1][0] == "end", events
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job == events[-1][1]  # the stream's last word is the job's final state
+    return job  # type: ignore[no-any-return]
 
 
 def wait_running(client: httpx.Client, job_id: str, timeout: float = 30) -> dict[str, Any]:
@@ -91,26 +92,10 @@ def svg_root(r: httpx.Response) -> ET.Element:
 
 def sse_events(client: httpx.Client, job_id: str) -> list[tuple[str, dict[str, Any]]]:
     """Read a job's text/event-stream to its end: [(event, data)]."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    with client.stream("GET", f"/v1/jobs/{job_id}/events", timeout=60) as r:
-        assert r.status_code == 200
-        assert r.headers["content-type"].startswith("text/event-stream")
-        name, data = "message", []
-        for line in r.iter_lines():
-            if line == "":
-                if data:
-                    events.append((name, orjson.loads("\n".join(data))))
-                name, data = "message", []
-            elif line.startswith(":"):
-                continue
-            else:
-                field, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if field == "event":
-                    name = value
-                elif field == "data":
-                    data.append(value)
-    return events
+    with connect_sse(client, "GET", f"/v1/jobs/{job_id}/events", timeout=60) as source:
+        assert source.response.status_code == 200
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        return [(e.event, orjson.loads(e.data)) for e in source.iter_sse()]
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +143,8 @@ def test_job_runs_epochs_and_saves_a_checkpoint_after_each(
 
     root = svg_root(client.get(f"/v1/jobs/{job['id']}/loss.svg"))
     assert job["id"] in "".join(root.itertext())
-    assert len(root.findall("{http://www.w3.org/2000/svg}circle")) == 4  # one dot per epoch
+    raw = root.find(".//*[@id='raw']")  # one marker per epoch
+    assert raw is not None and len(raw.findall(".//{http://www.w3.org/2000/svg}use")) == 4
     svg_root(client.get(f"/v1/sessions/{sid}/loss.svg"))
     listed = client.get("/v1/users/jo/jobs").json()["items"]
     assert job["id"] in [j["id"] for j in listed]
@@ -284,7 +270,7 @@ def test_while_running_progress_infer_and_conflicts_then_cancel(
 
     r = client.post(f"/v1/jobs/{job['id']}/cancel")
     assert r.status_code == 202, r.text
-    done = wait_job(client, job["id"], timeout=5)
+    done = wait_job(client, job["id"])
     assert done["status"] == "cancelled" and done["finished_at"]
     assert done["progress"]["step"] > 0
     steps = client.get(f"/v1/sessions/{sid}").json()["steps"]
@@ -312,7 +298,7 @@ def test_concurrent_creates_start_one_job_per_session(
             if j["session_id"] == sid]
     assert len(mine) == 1
     client.post(f"/v1/jobs/{mine[0]['id']}/cancel")
-    assert wait_job(client, mine[0]["id"], timeout=10)["status"] == "cancelled"
+    assert wait_job(client, mine[0]["id"])["status"] == "cancelled"
 
 
 def test_cancel_ends_a_queued_job_at_once(tmp_path: Path, s3_endpoint: str,
@@ -337,8 +323,12 @@ def test_cancel_ends_a_queued_job_at_once(tmp_path: Path, s3_endpoint: str,
                 assert events[0][1]["progress"]["step"] == 0
                 assert c.get(f"/v1/jobs/{busy['id']}").json()["status"] == "running"
                 c.post(f"/v1/jobs/{busy['id']}/cancel")
-                assert wait_job(c, busy["id"], timeout=10)["status"] == "cancelled"
-                time.sleep(0.3)  # the freed worker finds the queued job cancelled: no steps
+                assert wait_job(c, busy["id"])["status"] == "cancelled"
+                # The freed worker picks the queued job up, finds it cancelled, lets it go.
+                deadline = time.monotonic() + 60
+                while live.ctx.jobs.state(waiting["id"]) is not None:
+                    assert time.monotonic() < deadline, "the queued job was never picked up"
+                    time.sleep(0.02)
                 after = c.get(f"/v1/jobs/{waiting['id']}").json()
                 assert after["status"] == "cancelled" and after["started_at"] is None
                 assert c.get(f"/v1/sessions/{waiting['session_id']}").json()["steps"] == 0
@@ -382,7 +372,7 @@ def test_a_failed_epoch_checkpoint_fails_the_job_and_keeps_only_durable_epochs(
         server: LiveServer, client: httpx.Client, mlp_id: str, small_ds: str) -> None:
     # Epoch checkpoints are stored while the next epoch trains; the third write fails here
     # (fault injected into the store object: the outage tests stop real stores elsewhere).
-    store = server.fleet.store
+    store = server.ctx.store
     real_put, puts = store.put, []
 
     def failing_put(key: str, data: bytes) -> None:

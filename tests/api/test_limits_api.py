@@ -77,7 +77,7 @@ def test_live_sessions_per_user_take_turns(c: httpx.Client, model_id: str,
     c.post(f"/v1/sessions/{first[0]}/train", json={"inputs": batch(2)})
     third = new_session(c, "cat", model_id)  # the least recently used one makes room
     deadline = time.monotonic() + 10
-    while len(limited.fleet.pool.of_user("cat")) > 2:
+    while len(limited.ctx.pool.of_user("cat")) > 2:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert all(c.get(f"/v1/sessions/{s}").status_code == 200 for s in [*first, third])

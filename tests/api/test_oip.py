@@ -14,7 +14,7 @@ import tritonclient.http as httpclient
 import tritonclient.http._client as triton_internals
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from app.runtime import oip_codec
+from app.runtime import oip_codec, oip_response
 from app.runtime.signatures import SignatureSpec, TensorSpec
 from tests.helpers import LiveServer, assert_problem, new_session, upload
 
@@ -336,7 +336,8 @@ def test_codec_bytes_tensors_round_trip_with_tritonclient() -> None:
         req = oip_codec.parse_request(body, None if json_size is None else str(json_size),
                                       STRINGS, "echo")
         assert req.binary_default and list(req.inputs["s"]) == list(words)
-        payload, split = oip_codec.build_response("echo", "1", req, {"t": req.inputs["s"]})
+        payload, split = oip_response.build_response(
+            "echo", "1", req.id, req.outputs, req.binary_default, {"t": req.inputs["s"]})
         result = httpclient.InferResult.from_response_body(payload, header_length=split)
         assert list(result.as_numpy("t")) == list(words)
     cut = struct.pack("<I", 9) + b"abc"
@@ -344,3 +345,36 @@ def test_codec_bytes_tensors_round_trip_with_tritonclient() -> None:
                                        "parameters": {"binary_data_size": len(cut)}}]})
     with pytest.raises(oip_codec.BadRequest, match="runs past"):
         oip_codec.parse_request(header + cut, str(len(header)), STRINGS, "echo")
+
+
+def test_truncated_gzip_train_is_422_and_trains_nothing(client: httpx.Client,
+                                                       mlp_id: str) -> None:
+    import gzip
+
+    sid = new_session(client, "gzip-cut", mlp_id)
+    body, split = _binary_body(X, Y)
+    packed = gzip.compress(body)
+    headers = {HLEN: str(split), "content-encoding": "gzip"}
+    url = f"/v1/sessions/{sid}/v2/models/train/infer"
+    assert client.post(url, content=packed, headers=headers).status_code == 200
+    for cut in (len(packed) // 2, len(packed) - 4):  # live: the fast lane answers these
+        r = client.post(url, content=packed[:cut], headers=headers)
+        assert_problem(r, 422, "truncated")
+    assert steps(client, sid) == 1
+
+
+def test_bool_among_numbers_is_422(client: httpx.Client, mlp_id: str) -> None:
+    sid = new_session(client, "bools", mlp_id)
+    x = X[:1].tolist()
+    x[0][0][0] = True  # orjson writes a JSON `true` among the floats
+    y = [[1, 0, 0, 0, 0, 0, 0, 0, 0, False]]
+    url = f"/v1/sessions/{sid}/train"
+    r = client.post(url, json={"inputs": {"x": x, "y": Y[:1].tolist()}})
+    assert_problem(r, 422, "'x'", "bool")
+    assert_problem(client.post(url, json={"inputs": {"x": X[:1].tolist(), "y": y}}),
+                   422, "'y'", "bool")
+    r = client.post(f"/v1/sessions/{sid}/v2/models/infer/infer", json={"inputs": [
+        {"name": "x", "datatype": "FP32", "shape": [1, 28, 28],
+         "data": [True] + X[:1].ravel().tolist()[1:]}]})
+    assert_problem(r, 422, "'x'", "bool")
+    assert steps(client, sid) == 0

@@ -16,35 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
 from app.cli import app
 from app.cli.api import Api
+from tests.cli.support import USER, cli, field, ok
 from tests.helpers import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
-USER = "cli-user"
 EPOCH_ROW = re.compile(r"^(\d+)\s+(\d+\.\d{4})\s+(ckpt_\w+)$", re.M)
-
-
-def cli(server: LiveServer, *args: str) -> Result:
-    """Run `fleetlite --url <server> args...` in-process."""
-    return CliRunner().invoke(app, ["--url", server.url, *args])
-
-
-def ok(result: Result) -> Result:
-    """Assert exit code 0 and return the result."""
-    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
-    return result
-
-
-def field(text: str, key: str) -> str:
-    """The value of a `key   value` line of the human output."""
-    found = re.search(rf"^{re.escape(key)}\s+(\S+)", text, re.M)
-    assert found, (key, text)
-    return found.group(1)
 
 
 def while_running(client: httpx.Client, action: Callable[[dict[str, Any]], object]
@@ -62,47 +43,6 @@ def while_running(client: httpx.Client, action: Callable[[dict[str, Any]], objec
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory, mlp_bytes: bytes) -> Path:
-    """A directory with mlp.tflite and digits.npz (x [200,28,28], y one-hot [200,10])."""
-    root = tmp_path_factory.mktemp("cli-files")
-    (root / "mlp.tflite").write_bytes(mlp_bytes)
-    rng = np.random.default_rng(0)
-    x = rng.random((200, 28, 28), dtype=np.float32)
-    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 200)]
-    np.savez(root / "digits.npz", x=x, y=y)
-    return root
-
-
-@pytest.fixture(scope="module")
-def upload_result(server: LiveServer, files: Path) -> Result:
-    """`models upload` of the MLP (one smoke run per module)."""
-    return ok(cli(server, "models", "upload", str(files / "mlp.tflite"), "--name", "mlp-cli"))
-
-
-@pytest.fixture(scope="module")
-def model_id(upload_result: Result) -> str:
-    """The id the upload printed."""
-    return field(upload_result.stdout, "model")
-
-
-@pytest.fixture(scope="module")
-def dataset_id(server: LiveServer, files: Path, model_id: str) -> str:
-    """The .npz uploaded for USER, checked against the model."""
-    out = ok(cli(server, "datasets", "upload", USER, str(files / "digits.npz"),
-                 "--model", model_id)).stdout
-    assert field(out, "examples") == "200"
-    assert re.search(r"^\s+x\s+float32\[200,28,28\]$", out, re.M), out
-    return field(out, "dataset")
-
-
-@pytest.fixture
-def session_id(server: LiveServer, model_id: str) -> str:
-    """A fresh session of USER on the MLP."""
-    return field(ok(cli(server, "sessions", "create", USER, "--model", model_id)).stdout,
-                 "session")
 
 
 def test_models_upload_prints_id_name_and_signatures(
@@ -203,6 +143,24 @@ def test_ctrl_c_while_following_cancels_the_job_and_exits_130(
         time.sleep(0.05)
 
 
+def test_ctrl_c_while_following_a_detached_job_leaves_it_running(
+        server: LiveServer, client: httpx.Client, session_id: str, dataset_id: str) -> None:
+    job = json.loads(ok(cli(server, "--json", "jobs", "run", session_id, "--dataset", dataset_id,
+                            "--epochs", "5000", "--batch-size", "32", "--detach")).stdout)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "--url", server.url, "jobs", "follow", job["id"]],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert child.stderr and child.stderr.readline().startswith(f"following job {job['id']}")
+    time.sleep(0.3)  # let the child be inside the event stream
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    assert f"fleetlite --url {server.url} jobs cancel {job['id']}" in err, err
+    assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "running"
+    ok(cli(server, "jobs", "cancel", job["id"]))
+
+
 def test_checkpoints_create_list_download(server: LiveServer, client: httpx.Client,
                                           session_id: str, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
@@ -278,19 +236,3 @@ def test_url_and_token_come_from_the_environment(server: LiveServer,
     ok(result)
     assert str(sent[0].url).startswith(server.url)
     assert sent[0].headers["authorization"] == "Bearer s3cret"
-
-
-def test_sse_parser_reads_events_comments_and_multiline_data() -> None:
-    from app.cli.jobs import sse
-
-    body = (b": keep-alive\n\nevent: progress\ndata: {\"a\":\ndata: 1}\n\n"
-            b"data: {\"b\": 2}\n\nevent: end\ndata:{\"c\": 3}\n\n")
-    assert list(sse(httpx.Response(200, content=body))) == [
-        ("progress", {"a": 1}), ("message", {"b": 2}), ("end", {"c": 3})]
-
-
-def test_long_jobs_list_the_first_and_last_epochs() -> None:
-    from app.cli.jobs import epoch_rows
-
-    assert epoch_rows(3) == [0, 1, 2]
-    assert epoch_rows(300) == [0, 1, 2, 3, 4, None, *range(285, 300)]

@@ -66,7 +66,7 @@ def start_interrupted_job(c: httpx.Client, mlp_bytes: bytes, user: str
 
 def assert_finished_like_an_uninterrupted_run(c: httpx.Client, job_id: str, model_id: str,
                                               dataset_id: str, user: str) -> None:
-    done = wait_job(c, job_id, timeout=90)
+    done = wait_job(c, job_id)
     assert done["status"] == "succeeded" and done["error"] is None, done
     total = EPOCHS * PER_EPOCH
     assert done["progress"] == {"epoch": EPOCHS, "step": total, "total_steps": total}
@@ -141,10 +141,10 @@ def test_job_that_cannot_resume_fails_with_the_reason(settings: Settings, mlp_by
     second = ServerProcess(env, tmp_path / "server.log")
     try:
         with httpx.Client(base_url=second.url, timeout=60) as c:
-            failed_a = wait_job(c, a["id"], timeout=30)
+            failed_a = wait_job(c, a["id"])
             assert failed_a["status"] == "failed", failed_a
             assert ds_a in failed_a["error"] and "missing" in failed_a["error"], failed_a
-            failed_b = wait_job(c, b["id"], timeout=30)
+            failed_b = wait_job(c, b["id"])
             assert failed_b["status"] == "failed", failed_b
             assert lost_ckpt in failed_b["error"], failed_b
             assert len(failed_b["checkpoint_ids"]) == b_epochs  # what it did stays listed
@@ -226,7 +226,7 @@ def test_job_killed_in_its_first_epoch_resumes_from_where_it_started(
     second = ServerProcess(env, tmp_path / "server.log")
     try:
         with httpx.Client(base_url=second.url, timeout=60) as c:
-            done = wait_job(c, job["id"], timeout=60)
+            done = wait_job(c, job["id"])
             assert done["status"] == "succeeded", done
             assert c.get(f"/v1/sessions/{sids[0]}").json()["steps"] == 3 + 2 * 3000
             ref = wait_job(c, start_job(c, sids[1], dataset_id, epochs=2, batch_size=1,

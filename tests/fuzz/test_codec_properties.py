@@ -25,7 +25,7 @@ from hypothesis.extra import numpy as hnp
 from tritonclient.utils import np_to_triton_dtype
 
 from app.errors import InvalidInput, PayloadTooLarge
-from app.runtime import oip_codec
+from app.runtime import oip_response
 from app.runtime.codec import decode_inputs
 from app.runtime.oip_codec import BadRequest, decompress, parse_request
 from app.runtime.signatures import SignatureSpec, TensorSpec, dtype_name
@@ -256,7 +256,7 @@ def test_oip_random_header_lengths_raise_domain_errors(
 
 @PROPERTY
 @given(data=st.data(), arr=arrays(), datatype=st.sampled_from(
-    sorted(set(oip_codec.OIP_DATATYPES.values()) | {"fp32", "FLOAT", ""})))
+    sorted(set(oip_response.OIP_DATATYPES.values()) | {"fp32", "FLOAT", ""})))
 def test_oip_other_datatypes_raise_invalid_input(data: st.DataObject, arr: np.ndarray,
                                                  datatype: str) -> None:
     want = np_to_triton_dtype(arr.dtype)
@@ -298,7 +298,7 @@ def test_floats_the_dtype_cannot_hold_raise_invalid_input_in_both_codecs(
     """A finite value past the dtype's range would become inf: both dialects refuse it."""
     overflows = any(math.isfinite(v) and abs(v) > float(np.finfo(width).max) for v in values)
     spec = SignatureSpec({"t": TensorSpec("t", (-1,), width)}, {})
-    header = orjson.dumps({"inputs": [{"name": "t", "datatype": oip_codec.oip_datatype(width),
+    header = orjson.dumps({"inputs": [{"name": "t", "datatype": oip_response.oip_datatype(width),
                                        "shape": [len(values)], "data": values}]})
     decoders = [lambda: json_decode(spec, {"t": values})["t"]]
     if all(math.isfinite(v) for v in values):  # JSON itself has no NaN or inf
@@ -336,7 +336,7 @@ SPECS = [
 ]
 MUTABLE = {
     "name": NAMES | JSON_VALUE,
-    "datatype": st.sampled_from(sorted(oip_codec.OIP_DATATYPES.values())) | JSON_VALUE,
+    "datatype": st.sampled_from(sorted(oip_response.OIP_DATATYPES.values())) | JSON_VALUE,
     "shape": DIMS | JSON_VALUE,
     "parameters": st.fixed_dictionaries({}, optional={
         "binary_data_size": st.integers(-1, 64) | HUGE | JSON_VALUE,
@@ -364,7 +364,7 @@ def mutated_request(draw: st.DrawFn) -> tuple[SignatureSpec, dict[str, Any], byt
     items, chunks = [], []
     for name, t in spec.inputs.items():
         shape = [draw(st.integers(1, 3)) if d == -1 else d for d in t.shape]
-        item: dict[str, Any] = {"name": name, "datatype": oip_codec.oip_datatype(t.dtype),
+        item: dict[str, Any] = {"name": name, "datatype": oip_response.oip_datatype(t.dtype),
                                 "shape": shape}
         if t.dtype == "string":
             words = draw(st.lists(st.binary(max_size=4), min_size=math.prod(shape),

@@ -261,5 +261,5 @@ def test_mutated_models_are_answered_and_the_server_keeps_serving(
     print("reasons:", dict(reasons.most_common(8)))
     assert accepted > 0 and accepted < MUTANTS  # the mutations reach both outcomes
     assert len(probe_children() - before) <= 1
-    server.fleet.validator.close()
+    server.ctx.validator.close()
     assert probe_children() - before == set()

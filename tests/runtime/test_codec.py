@@ -96,8 +96,6 @@ def test_int32_rejects_values_out_of_range(value: int) -> None:
     rejects(LABEL, [0, value], "'label'", "int32", "range")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: np.asarray([1, True]) is int64, so a bool mixed "
-                   "with numbers slips through as 1")
 @pytest.mark.parametrize("spec", [LABEL, TensorSpec("v", (-1,), "float32")])
 def test_bools_mixed_with_numbers_rejected(spec: TensorSpec) -> None:
     rejects(spec, [1, True], spec.dtype, "bool")
@@ -335,3 +333,19 @@ def test_property_any_json_decodes_or_raises_invalid_input(value: Any, spec: Ten
         return
     assert spec.accepts_shape(out.shape)
     assert out.dtype == numpy_dtype(spec.dtype)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_truncated_compressed_body_is_invalid_input(encoding: str) -> None:
+    import gzip
+    import zlib
+
+    from app.runtime.oip_codec import decompress
+
+    body = b'{"inputs": []}' * 200
+    packed = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+    assert decompress(packed, encoding, 1 << 20) == body
+    for cut in (len(packed) // 2, len(packed) - 1):  # a prefix; the last byte missing
+        with pytest.raises(InvalidInput) as info:
+            decompress(packed[:cut], encoding, 1 << 20)
+        assert "truncated" in info.value.detail

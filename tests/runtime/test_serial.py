@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
 
 import pytest
@@ -205,10 +205,32 @@ def test_run_or_submit_runs_only_measured_cheap_calls_inline() -> None:
         time.sleep(delay)
         return threading.get_ident()
 
+    def idle_then(call: Callable[[], int]) -> int:
+        """Wait (on the strand's own state, not the clock) until the strand has let its
+        pool thread go, then make the call: only an idle strand may run a call inline."""
+        deadline = time.monotonic() + 30
+        while strand.busy:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        return call()
+
     first = strand.run_or_submit(where, inline_below=0.01).result(timeout=5)
     assert first != here  # nothing measured yet: the first call goes to the pool
-    assert strand.run_or_submit(where, inline_below=0.01).result(timeout=5) == here
-    for _ in range(10):  # calls turn slow: the average rises past the bound
-        strand.run_or_submit(lambda: where(0.03), inline_below=0.01).result(timeout=5)
-    assert strand.run_or_submit(where, inline_below=0.01).result(timeout=5) != here
+    assert idle_then(lambda: strand.run_or_submit(where, inline_below=0.01).result()) == here
+    for _ in range(10):  # calls turn slow (30 ms, three times the bound): the average rises
+        idle_then(lambda: strand.run_or_submit(lambda: where(0.03), inline_below=0.01).result())
+    assert idle_then(lambda: strand.run_or_submit(where, inline_below=0.01).result()) != here
+    pool.shutdown()
+
+
+def test_submitted_calls_do_not_feed_the_inline_average() -> None:
+    """Saves and job turns come through submit: however long they take, a cheap per-step
+    session stays cheap."""
+    pool = ThreadPoolExecutor(1)
+    strand = SerialExecutor(pool)
+    strand.run_or_submit(lambda: None, inline_below=0.01).result(timeout=5)
+    cheap = strand.avg_seconds
+    assert cheap is not None and cheap < 0.01
+    strand.submit(time.sleep, 0.05).result(timeout=5)
+    assert strand.avg_seconds == cheap
     pool.shutdown()

@@ -1,0 +1,81 @@
+"""Live progress of long work in this process, and the notifications event streams wait on.
+
+A state is written by the one thread that drives its work (a job's worker) and read by
+any thread; `touch()` marks a change and wakes the event streams waiting for one, so a
+stream costs nothing while nothing happens (no database poll per subscriber).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Progress:
+    """A version number that moves on every change, and the coroutines waiting for one."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self._lock = threading.Lock()
+
+    def touch(self) -> None:
+        """Mark a change (from any thread) and wake every waiting event stream."""
+        with self._lock:
+            self.version += 1
+            waiters, self._waiters = self._waiters, set()
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_wake, fut)
+
+    async def wait_change(self, seen: int, *, timeout: float,
+                          also: asyncio.Event | None = None) -> None:
+        """Return once the version is no longer `seen`, `also` is set, or timeout passes."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        entry = (loop, fut)
+        with self._lock:
+            if self.version != seen:
+                return
+            self._waiters.add(entry)
+        waits: list[asyncio.Future[Any]] = [fut]
+        if also is not None:
+            waits.append(asyncio.ensure_future(also.wait()))
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            with self._lock:
+                self._waiters.discard(entry)
+            for w in waits[1:]:
+                w.cancel()
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+@dataclass(eq=False)
+class JobState(Progress):
+    """A job this process runs: written by its worker thread, read anywhere. `row` is the
+    job's row as loaded when it started, so reads of a running job need no database."""
+
+    job_id: str
+    status: str = "queued"
+    epoch: int = 0
+    step: int = 0
+    total_steps: int = 0
+    epoch_loss: list[float | None] = field(default_factory=list)  # None: not finite
+    checkpoint_ids: list[str] = field(default_factory=list)
+    error: str | None = None
+    row: Any = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        Progress.__init__(self)
+
+    def interrupted(self) -> bool:
+        """Cancel or stop asked: the job ends after the step under way."""
+        return self.cancel.is_set() or self.stop.is_set()
