@@ -7,7 +7,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 URL ?= http://$(HOST):$(PORT)
 
-.PHONY: install run test lint bench demo clean models
+.PHONY: install run test lint bench demo demo-fleet clean models
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-demo: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[demo]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -41,8 +45,13 @@ models: $(VENV)/.installed
 	$(BIN)/python -m models build mlp var/models/mlp.tflite
 	$(BIN)/python -m models build head var/models/head.tflite
 
-demo: $(VENV)/.installed-test
+# Against the server `make run` started: PORT=9000 make demo follows PORT=9000 make run.
+demo: $(VENV)/.installed-demo
 	$(BIN)/python -m app.demo --url $(URL)
+
+# FedAvg, local only and FedPer on one label-skewed population, as one comparison table.
+demo-fleet: $(VENV)/.installed-demo
+	$(BIN)/python -m app.demo_fleet --url $(URL)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,15 @@ class Settings(BaseSettings):
         0, ge=0, description="Threads that run interpreter calls (0: 2 x CPU cores, at least 4)"
     )
     job_workers: int = Field(0, ge=0, description="Jobs that run at once (0: one per CPU core)")
+    fleet_workers: int = Field(1, ge=1, description="Fleets that run at once (each uses every "
+                               "core for its client updates)")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="Where client updates and training jobs run: this process's "
+        "threads, or a pool of Ray actors")
+    ray_address: str | None = Field(None, description="A Ray cluster's address (ray-head:6379);"
+                                    " unset with executor=ray: a local Ray on this machine")
+    ray_actors: int = Field(0, ge=0, description="Ray actors (one CPU each); 0: one per CPU "
+                            "of the cluster")
     db_timeout_seconds: float = Field(
         5.0, gt=0, description="Longest a PostgreSQL transaction may wait before the request "
         "answers 503 (a frozen server included)")

@@ -7,11 +7,14 @@ Run against a server started with ``make run``: ``python -m app.demo --url http:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 
 import httpx
 import numpy as np
+
+from app import quiet
 
 USERS = {"birdwatcher": (0, 1, 2), "fruitlover": (7, 8, 9)}
 
@@ -95,7 +98,8 @@ def run(url: str, model_bytes: bytes | None = None, *, epochs: int = 8, seed: in
     if model_bytes is None:
         import models
 
-        model_bytes = models.build_cached("mlp")
+        with quiet.filtered_stderr():  # a first build imports TensorFlow and converts
+            model_bytes = models.build_cached("mlp")
     images, labels = digits_28()
     with httpx.Client(base_url=url, timeout=120, headers=headers) as client:
         r = client.post("/v1/models", files={"file": ("mlp.tflite", model_bytes)},
@@ -112,7 +116,8 @@ def run(url: str, model_bytes: bytes | None = None, *, epochs: int = 8, seed: in
 def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--url", default=os.environ.get("FLEETLITE_URL", "http://127.0.0.1:8000"),
+                        help="the server (default: $FLEETLITE_URL, else http://127.0.0.1:8000)")
     parser.add_argument("--epochs", type=int, default=8)
     args = parser.parse_args()
     try:

@@ -11,13 +11,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 from prometheus_fastapi_instrumentator import Instrumentator
 
-from app import metrics, single
-from app.api import checkpoints, datasets, health, jobs, keys, models, oip, sessions
+from app import metrics, quiet, single
+from app.api import (
+    checkpoints,
+    datasets,
+    devices,
+    fleets,
+    health,
+    jobs,
+    keys,
+    models,
+    oip,
+    sessions,
+)
 from app.api.auth import principal
 from app.api.body import BodyLimit
 from app.api.fastlane import FastLane
+from app.api.openapi import SWAGGER_UI, TAGS, description, install_openapi
 from app.api.problems import install_error_handlers
 from app.config import Settings
 from app.services import maintenance
@@ -53,8 +66,12 @@ def _watch_sigterm(stopping: asyncio.Event) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The ASGI app; run with ``uvicorn --factory app.main:create_app``."""
+    """The ASGI app; run with ``uvicorn --factory app.main:create_app``. Without settings
+    (the factory call) it is this process's server: settings come from the environment and
+    TensorFlow's start-up noise is kept off stderr."""
     single.refuse_many_workers()
+    if settings is None:
+        quiet.filter_stderr()
     settings = settings or Settings()
     _configure_logging(settings.log_level)
 
@@ -83,15 +100,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(ctx.close)
             lock.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # Swagger UI (/docs) and ReDoc (/redoc) from packaged assets
         title="fleetlite",
         version="0.1.0",
         summary="A fleet of on-device TensorFlow Lite trainers, simulated behind one REST API.",
+        description=description(settings),
+        openapi_tags=TAGS,
+        swagger_ui_parameters=SWAGGER_UI,
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app, settings)
     app.include_router(health.router)  # health answers without a key
-    for module in (models, sessions, checkpoints, datasets, jobs, oip, keys):
+    for module in (models, sessions, checkpoints, datasets, jobs, fleets, devices, oip, keys):
         # Authentication on the router, so a route cannot be added without it.
         app.include_router(module.router, dependencies=[Depends(principal)])
     # Outermost last: the fast lane, then request metrics, then body limits, then FastAPI.

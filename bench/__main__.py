@@ -22,6 +22,7 @@ import orjson
 
 import models
 from app.runtime.interpreter import LiteSession
+from bench import fleets as fleets_bench
 from bench import jobs as jobs_bench
 from bench import loops
 from bench.clients import BATCH, batches, client_worker, infer_inputs, triton_inputs
@@ -180,6 +181,7 @@ def main() -> None:
         mem = bench_memory(svc, s_mlp["model_id"])
         jobs = jobs_bench.bench_jobs(svc, mlp, cnn, s_mlp["model_id"], s_cnn["model_id"],
                                      quick=args.quick)
+        fleets = fleets_bench.bench_fleets(svc, mlp, s_mlp["model_id"])
     finally:
         svc.close()
     fl = loops.live_cap(models.build_cached("head"), fleet_size, 200) if fleet_size else None
@@ -215,6 +217,10 @@ def main() -> None:
         "cnn one job >= 0.90 x raw loop": job["cnn_one_job"] >= 0.90,
         "mlp two jobs at once >= 1.7 x one job": job["mlp_two_jobs"] >= 1.7,
         "cnn two jobs at once >= 1.7 x one job": job["cnn_two_jobs"] >= 1.7,
+        "fleet client updates >= 1.5 x the plain loop (small clients)":
+            fleets["small clients"]["ratio"] >= 1.5,
+        "fleet client updates >= 1.5 x the plain loop (large clients)":
+            fleets["large clients"]["ratio"] >= 1.5,
     }
     print(f"\nfleetlite bench — batch {BATCH}, {os.cpu_count()} CPUs, {seconds:g} s per loop\n")
     print(f"{'model':5} {'what':42} {'steps/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x raw':>7}")
@@ -227,6 +233,7 @@ def main() -> None:
           f"({par['speedup']:.2f}x)")
     print(f"resident memory per live MLP session: {mem:.2f} MB")
     jobs_bench.print_jobs(jobs)
+    fleets_bench.print_fleets(fleets)
     if fl:
         print(f"\nfleet: {fl['sessions']} sessions, {fl['cap']} live: created+trained "
               f"{fl['create_and_train_per_s']:.0f}/s; call on an evicted session p50 "
@@ -241,6 +248,7 @@ def main() -> None:
     results["parallel_cnn"] = par
     results["memory_mb_per_session"] = mem
     results["jobs"] = jobs
+    results["fleets"] = fleets
     results["live_cap"] = fl
     results["targets"] = targets
     OUT.write_text(json.dumps(results, indent=2, default=float))

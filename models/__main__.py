@@ -62,8 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:<6} {description(name)}")
         return 0
 
+    from app.quiet import filtered_stderr  # TensorFlow's import and converter noise
+
     try:
-        model = build(args.name, omit=args.omit, fixed_batch=args.fixed_batch, seed=args.seed)
+        with filtered_stderr():
+            model = build(args.name, omit=args.omit, fixed_batch=args.fixed_batch,
+                          seed=args.seed)
     except ValueError as exc:
         build_cmd.error(str(exc))
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.replace(tmp, args.out)
     print(f"{args.name}: wrote {args.out} ({len(model)} bytes)")
     print("signatures:")
-    print("\n".join(_describe(model)))
+    with filtered_stderr():  # the first interpreter's Flex delegate lines
+        lines = _describe(model)
+    print("\n".join(lines))
     return 0
 
 

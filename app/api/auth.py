@@ -40,6 +40,15 @@ def require_admin(who: Principal) -> None:
         raise Forbidden("only the admin token may do this")
 
 
+def admin(who: PrincipalDep) -> Principal:
+    """The caller, if the admin; 403 before any body is read otherwise."""
+    require_admin(who)
+    return who
+
+
+AdminDep = Annotated[Principal, Depends(admin)]
+
+
 def check_user(who: Principal, user_id: str) -> None:
     """404 for another user's path, as if the user did not exist."""
     if not who.may_see(user_id):

@@ -19,7 +19,10 @@ router = APIRouter(tags=["checkpoints"])
 
 
 @router.post("/v1/sessions/{session_id}/checkpoints", status_code=201,
-             response_model=Checkpoint)
+             response_model=Checkpoint, summary="Save a checkpoint",
+             description="Run the model's `save` signature and keep the file it writes under "
+             "the user's key prefix in the store (`kind: \"manual\"`). The body and its "
+             "label are optional.")
 async def create_checkpoint(
     ctx: CtxDep, who: PrincipalDep, session_id: OwnSession,
     body: Annotated[CheckpointCreate | None, Body()] = None,
@@ -33,12 +36,15 @@ async def create_checkpoint(
     return Checkpoint.model_validate(row)
 
 
-@router.get("/v1/users/{user_id}/checkpoints", response_model=ListOf[Checkpoint])
+@router.get("/v1/users/{user_id}/checkpoints", response_model=ListOf[Checkpoint],
+            summary="List a user's checkpoints",
+            description="The user's checkpoints, newest first: manual saves, autosaves and "
+            "each job epoch's, optionally of one model or one session.")
 def list_checkpoints(
     ctx: CtxDep, who: PrincipalDep, user_id: OwnUser, limit: Limit = 50,
     cursor: Cursor = None,
-    model_id: Annotated[str | None, Query()] = None,
-    session_id: Annotated[str | None, Query()] = None,
+    model_id: Annotated[str | None, Query(description="Only this model's")] = None,
+    session_id: Annotated[str | None, Query(description="Only this session's")] = None,
 ) -> ListOf[Checkpoint]:
     """The user's checkpoints, newest first."""
     page = checkpoints.get_all(ctx, user_id=user_id, model_id=model_id,
@@ -46,7 +52,9 @@ def list_checkpoints(
     return listed(Checkpoint, page)
 
 
-@router.get("/v1/checkpoints/{checkpoint_id}", response_model=Checkpoint)
+@router.get("/v1/checkpoints/{checkpoint_id}", response_model=Checkpoint,
+            summary="Get a checkpoint",
+            description="A checkpoint: its session, step, loss, kind, size and sha256.")
 def get_checkpoint(ctx: CtxDep, who: PrincipalDep, checkpoint_id: str) -> Checkpoint:
     """One checkpoint."""
     return Checkpoint.model_validate(_owned(ctx, who, checkpoint_id))
@@ -59,7 +67,12 @@ def _owned(ctx: CtxDep, who: Principal, checkpoint_id: str) -> checkpoints.Check
 
 
 @router.get("/v1/checkpoints/{checkpoint_id}/file", response_class=Response,
-            responses={200: {"content": {"application/octet-stream": {}}}})
+            responses={200: {"description": "The checkpoint file", "content": {
+                "application/octet-stream": {"schema": {"type": "string",
+                                                        "format": "binary"}}}}},
+            summary="Download a checkpoint file",
+            description="The exact file `save` wrote; the model's `restore` signature loads "
+            "it in any TFLite interpreter. `ETag` is its sha256.")
 def download_checkpoint(ctx: CtxDep, who: PrincipalDep, checkpoint_id: str) -> Response:
     """The checkpoint file, restorable by the model's restore signature in any interpreter."""
     row = _owned(ctx, who, checkpoint_id)
@@ -68,7 +81,10 @@ def download_checkpoint(ctx: CtxDep, who: PrincipalDep, checkpoint_id: str) -> R
                              "ETag": f'"{row.sha256}"'})
 
 
-@router.delete("/v1/checkpoints/{checkpoint_id}", status_code=204, response_class=Response)
+@router.delete("/v1/checkpoints/{checkpoint_id}", status_code=204, response_class=Response,
+               summary="Delete a checkpoint",
+               description="Delete the checkpoint and its file; 409 while it holds a "
+               "session's current weights.")
 def delete_checkpoint(ctx: CtxDep, who: PrincipalDep, checkpoint_id: str) -> Response:
     """Delete a checkpoint (409 while it holds a session's current weights)."""
     _owned(ctx, who, checkpoint_id)

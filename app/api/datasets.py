@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.auth import OwnUser, PrincipalDep, check_owner
 from app.api.deps import CtxDep, Cursor, Limit, listed
 from app.errors import PayloadTooLarge
+from app.schemas import examples
 from app.schemas.common import ListOf
 from app.schemas.training import Dataset
 from app.services import datasets
@@ -17,13 +18,19 @@ from app.services import datasets
 router = APIRouter(tags=["datasets"])
 
 
-@router.post("/v1/users/{user_id}/datasets", status_code=201, response_model=Dataset)
+@router.post("/v1/users/{user_id}/datasets", status_code=201, response_model=Dataset,
+             summary="Upload a dataset",
+             description="Upload an `.npz` whose arrays are named after the `train` "
+             "signature's inputs and share their first dimension (the examples). With "
+             "`model_id`, the arrays are checked against that model's signature now (422 "
+             "naming the array); otherwise when a job uses them.")
 async def upload_dataset(
     ctx: CtxDep, who: PrincipalDep, user_id: OwnUser,
     file: Annotated[UploadFile, File(description=".npz with arrays named after train inputs")],
-    name: Annotated[str, Form(min_length=1, max_length=200)],
+    name: Annotated[str, Form(min_length=1, max_length=200, examples=["digits"])],
     model_id: Annotated[str | None, Form(description="Check the arrays against this model's "
-                                                     "train signature now")] = None,
+                                                     "train signature now",
+                                         examples=[examples.MODEL_ID])] = None,
 ) -> Dataset:
     """Upload a dataset; arrays share their first dimension (the examples)."""
     limit = ctx.settings.max_dataset_bytes
@@ -35,7 +42,9 @@ async def upload_dataset(
     return Dataset.model_validate(row)
 
 
-@router.get("/v1/users/{user_id}/datasets", response_model=ListOf[Dataset])
+@router.get("/v1/users/{user_id}/datasets", response_model=ListOf[Dataset],
+            summary="List a user's datasets",
+            description="The user's datasets, newest first, a page at a time.")
 def list_datasets(ctx: CtxDep, who: PrincipalDep, user_id: OwnUser, limit: Limit = 50,
                   cursor: Cursor = None) -> ListOf[Dataset]:
     """The user's datasets, newest first."""
@@ -43,7 +52,9 @@ def list_datasets(ctx: CtxDep, who: PrincipalDep, user_id: OwnUser, limit: Limit
     return listed(Dataset, page)
 
 
-@router.get("/v1/datasets/{dataset_id}", response_model=Dataset)
+@router.get("/v1/datasets/{dataset_id}", response_model=Dataset, summary="Get a dataset",
+            description="A dataset: its number of examples and each array's shape and "
+            "dtype.")
 def get_dataset(ctx: CtxDep, who: PrincipalDep, dataset_id: str) -> Dataset:
     """One dataset."""
     row = datasets.get(ctx, dataset_id=dataset_id)
@@ -51,7 +62,9 @@ def get_dataset(ctx: CtxDep, who: PrincipalDep, dataset_id: str) -> Dataset:
     return Dataset.model_validate(row)
 
 
-@router.delete("/v1/datasets/{dataset_id}", status_code=204, response_class=Response)
+@router.delete("/v1/datasets/{dataset_id}", status_code=204, response_class=Response,
+               summary="Delete a dataset",
+               description="Delete the dataset and its file.")
 def delete_dataset(ctx: CtxDep, who: PrincipalDep, dataset_id: str) -> Response:
     """Delete a dataset."""
     check_owner(who, datasets.get(ctx, dataset_id=dataset_id).user_id, "dataset", dataset_id)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Path, Query, Request
 from pydantic import BaseModel
 
-from app.schemas.common import USER_ID_PATTERN, ListOf, TensorsIn
+from app.schemas.common import USER_ID_PATTERN, ListOf
 from app.services.context import Context
 from app.services.pages import Page
 
@@ -24,13 +24,6 @@ UserId = Annotated[str, Path(pattern=USER_ID_PATTERN, description="Chosen by the
                              examples=["alice"])]
 Limit = Annotated[int, Query(ge=1, le=500, description="Items per page")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
-
-TENSOR_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": TensorsIn.model_json_schema()}},
-    }
-}
 
 
 def listed(schema: type[S], page: Page[Any]) -> ListOf[S]:

@@ -15,13 +15,26 @@ router = APIRouter(tags=["health"])
 PING_TIMEOUT = 5.0
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="Liveness",
+            description="200 while the process serves; it checks nothing else.",
+            responses={200: {"content": {"application/json": {
+                "example": {"status": "ok"}}}}})
 async def healthz() -> dict[str, str]:
     """200 while the process serves."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "A dependency is down"}})
+@router.get("/readyz", summary="Readiness",
+            description="200 when the database and the blob store answer, with whether the "
+            "server asks for keys; 503 naming the one that does not.",
+            responses={200: {"description": "Ready", "content": {"application/json": {
+                "schema": {"type": "object", "required": ["status", "checks", "auth"],
+                           "properties": {"status": {"type": "string"},
+                                          "checks": {"type": "object"},
+                                          "auth": {"type": "string"}}},
+                "example": {"status": "ready", "checks": {"database": "ok", "store": "ok"},
+                            "auth": "keys"}}}},
+                       503: {"description": "A dependency is down"}})
 async def readyz(ctx: CtxDep) -> Response:
     """200 when the database and the blob store answer, else 503 naming the one that does not."""
     checks = {"database": ctx.db.ping, "store": ctx.store.ping}
@@ -42,7 +55,12 @@ async def readyz(ctx: CtxDep) -> Response:
     return json_response({"status": "ready", "checks": results, "auth": auth})
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics",
+            description="Request, train-step, session and job metrics in Prometheus text "
+            "format.",
+            responses={200: {"description": "Prometheus text format", "content": {
+                CONTENT_TYPE_LATEST: {"schema": {"type": "string"}, "example":
+                                      "fleetlite_live_sessions 3.0\n"}}}})
 async def metrics(ctx: CtxDep) -> Response:
     """Prometheus text format."""
     LIVE_SESSIONS.set(len(ctx.pool))

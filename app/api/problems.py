@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -11,11 +12,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from app.errors import FleetliteError
+from app.schemas import examples
 
 log = logging.getLogger("fleetlite.errors")
 PROBLEM = "application/problem+json"
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -88,11 +92,33 @@ def install_error_handlers(app: FastAPI) -> None:
     """Map every error the service can raise to problem+json; never leak a stack trace."""
 
     async def handler(request: Request, exc: Exception) -> Response:
-        return error_response(exc, request.method, request.url.path)
+        response = error_response(exc, request.method, request.url.path)
+        if response.status_code == 405:  # RFC 9110: say which methods the resource has
+            response.headers["Allow"] = allowed_methods(request)
+        return response
 
     for kind in (FleetliteError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(kind, handler)
     _document_problems(app)
+
+
+def allowed_methods(request: Request) -> str:
+    """The methods of the resource at the request's path, as the OpenAPI schema lists them (a
+    literal path such as /v1/fleets/compare over a template that matches it too); for a path
+    the schema leaves out, those some route serves. Starlette's own 405 names only the methods
+    of the first route that matched: GET /v1/datasets/{id} but not its DELETE."""
+    path, found, fewest = request.url.path, set[str](), None
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        params = template.count("{")
+        if re.fullmatch(pattern, path) and (fewest is None or params <= fewest):
+            found = (found if params == fewest else set()) | {m.upper() for m in item}
+            fewest = params
+    if found:
+        return ", ".join(m for m in HTTP_METHODS if m in found)
+    routes = request.app.router.routes
+    return ", ".join(method for method in HTTP_METHODS if any(
+        route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes))
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -106,11 +132,20 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "status": {"type": "integer"}, "detail": {"type": "string"},
         "error": {"type": "string"},
     },
+    "examples": [examples.PROBLEM],
 }
 
 
-def _problem_content() -> dict[str, Any]:
-    return {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+def _problem_content(code: str = "4XX", description: str = "") -> dict[str, Any]:
+    content: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    if code.isdigit() and int(code) in HTTPStatus._value2member_map_:
+        title = HTTPStatus(int(code)).phrase
+        generic = description in ("", "Validation Error")  # FastAPI's own words
+        detail = title if generic else description
+        content["example"] = examples.PROBLEM if generic and code == "422" else {
+            "type": f"https://fleetlite.dev/problems/{title.lower().replace(' ', '-')}",
+            "title": title, "status": int(code), "detail": detail, "error": detail}
+    return {PROBLEM: content}
 
 
 def _document_problems(app: FastAPI) -> None:
@@ -127,7 +162,8 @@ def _document_problems(app: FastAPI) -> None:
                 responses = operation.setdefault("responses", {})
                 for code, response in responses.items():
                     if code[0] in "45":
-                        response["content"] = _problem_content()
+                        response["content"] = _problem_content(
+                            code, response.get("description", ""))
                 responses.setdefault("4XX", {"description": "Problem (RFC 9457)",
                                              "content": _problem_content()})
         components = schema.setdefault("components", {}).setdefault("schemas", {})

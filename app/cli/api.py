@@ -62,6 +62,15 @@ class Api:
         """Send a request and return its JSON body."""
         return self.request(method, path, **kwargs).json()
 
+    def json_or_none(self, path: str) -> Any:
+        """GET path's JSON body, or None on any failure: for extras that must not end the
+        command (a summary after the main answer, a note on a live bar)."""
+        try:
+            response = self.http.get(path)
+            return response.json() if response.is_success else None
+        except (httpx.HTTPError, ValueError):
+            return None
+
     @contextmanager
     def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
         """A streamed response with no read timeout; exit 2 if it cannot start. Errors while

@@ -2,71 +2,36 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import nullcontext
-from datetime import datetime
 from typing import Annotated, Any, NoReturn
 
-import httpx
 import typer
-from httpx_sse import EventSource
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.cli.api import Api, fail, seg
+from app.cli.api import seg
+from app.cli.follow import (
+    bar_column,
+    follow_existing,
+    run_to_end,
+    show_cancelled,
+    show_final,
+    show_started,
+)
 from app.cli.groups import Typer
-from app.cli.output import console, err_console, fields, loss, show, table, when
+from app.cli.output import console, duration, fields, loss, show, table, when
 from app.cli.resources import Cursor, Limit, page_params, show_page
 from app.cli.state import api, hint
 
 jobs_app = Typer(help="Training jobs that run on the server.")
-ACTIVE = ("queued", "running")
-RECONNECTS = 5
-INTERRUPTED = 130
 MAX_EPOCH_ROWS, HEAD_ROWS = 20, 5  # longer jobs list the first 5 and the last 15 epochs
-
-
-def job_updates(client: Api, job_id: str, lost: str) -> Iterator[dict[str, Any]]:
-    """The job's states from its event stream, the final one last; reconnects if cut off.
-
-    lost is the command to suggest if the stream cannot be had back.
-    """
-    failures = 0
-    while True:
-        try:
-            with client.stream("GET", f"/v1/jobs/{seg(job_id)}/events",
-                               headers={"Accept": "text/event-stream"}) as response:
-                for event in EventSource(response).iter_sse():
-                    if not event.data:
-                        continue
-                    failures = 0
-                    yield event.json()
-                    if event.event == "end":
-                        return
-        except httpx.TransportError:
-            pass  # the stream broke mid-way (httpx_sse's SSEError is one): look, reconnect
-        job = client.json("GET", f"/v1/jobs/{seg(job_id)}")
-        if job["status"] not in ACTIVE:
-            yield job
-            return
-        failures += 1
-        if failures > RECONNECTS:
-            fail(f"lost the event stream of job {job_id}, which is still {job['status']}; "
-                 f"look at it with `{lost}`")
-        time.sleep(min(2.0**failures, 10.0))
 
 
 class ProgressBar:
     """A live bar: steps of total_steps, the epoch under way and the last epoch's loss."""
 
     def __init__(self, job: dict[str, Any], out: Console | None = None) -> None:
-        # Basic ANSI colours: rich's defaults (rgb green when finished, over grey23) both fall
-        # to bright black in a 16-colour terminal, where a finished bar looks like an empty one
-        bar = BarColumn(style="bright_black", complete_style="magenta", finished_style="green",
-                        pulse_style="magenta")
         self.progress = Progress(
-            TextColumn("{task.description:<9}"), bar, MofNCompleteColumn(),
+            TextColumn("{task.description:<9}"), bar_column(), MofNCompleteColumn(),
             TextColumn("steps  epoch {task.fields[epoch]}/{task.fields[epochs]}"),
             TextColumn("last epoch loss {task.fields[loss]}"), TimeElapsedColumn(),
             console=out or console())
@@ -79,40 +44,6 @@ class ProgressBar:
         p = job["progress"]
         self.progress.update(self.task, description=job["status"], completed=p["step"],
                              total=p["total_steps"], epoch=p["epoch"], loss=loss(losses[-1]))
-
-
-def follow(ctx: typer.Context, job: dict[str, Any]) -> dict[str, Any]:
-    """Follow a job to its end, with a live progress bar unless --json; the final job."""
-    final = job
-    bar = None if ctx.obj.as_json else ProgressBar(job)
-    lost = hint(ctx, "jobs", "show", job["id"])
-    with bar.progress if bar else nullcontext():
-        for final in job_updates(api(ctx), job["id"], lost):
-            if bar:
-                bar.update(final)
-    return final
-
-
-def cancel_after_interrupt(client: Api, job_id: str) -> NoReturn:
-    """Ctrl-C while following: ask the server to cancel the job, then exit 130."""
-    err = err_console()
-    err.print(f"interrupted: asking the server to cancel job {job_id}", markup=False)
-    try:
-        job = client.json("POST", f"/v1/jobs/{seg(job_id)}/cancel", timeout=10)
-        err.print(f"job {job_id} is {job['status']}; it stops after its current step"
-                  if job["status"] in ACTIVE else f"job {job_id} had already ended: "
-                  f"{job['status']}", markup=False)
-    except (typer.Exit, KeyboardInterrupt):
-        pass  # the error, if any, is printed; exit anyway
-    raise typer.Exit(INTERRUPTED)
-
-
-def duration(job: dict[str, Any]) -> str:
-    """How long the job ran, e.g. ` in 3.2 s`, or nothing."""
-    if not (job.get("started_at") and job.get("finished_at")):
-        return ""
-    span = datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])
-    return f" in {span.total_seconds():.1f} s"
 
 
 def epoch_rows(n: int) -> list[int | None]:
@@ -145,10 +76,9 @@ def render_job(ctx: typer.Context, job: dict[str, Any]) -> None:
             ("loss chart", api(ctx).absolute(job["links"]["loss_svg"]) if losses else None)])
 
 
-def show_final(ctx: typer.Context, job: dict[str, Any]) -> NoReturn:
+def job_done(ctx: typer.Context, job: dict[str, Any]) -> NoReturn:
     """Print a finished job and exit 0 if it succeeded, 1 if not."""
-    show(ctx, job, lambda j: render_job(ctx, j))
-    raise typer.Exit(0 if job["status"] == "succeeded" else 1)
+    show_final(ctx, job, lambda j: render_job(ctx, j))
 
 
 @jobs_app.command("run")
@@ -170,16 +100,9 @@ def jobs_run(
             "shuffle": shuffle, **({"seed": seed} if seed is not None else {})}
     job = client.json("POST", f"/v1/sessions/{seg(session_id)}/jobs", json=body)
     if detach:
-        show(ctx, job, lambda j: fields([
-            ("job", j["id"]), ("status", j["status"]),
-            ("follow", hint(ctx, "jobs", "follow", j["id"])),
-            ("cancel", hint(ctx, "jobs", "cancel", j["id"]))]))
+        show_started(ctx, "job", job)
         return
-    try:
-        job = follow(ctx, job)
-    except KeyboardInterrupt:
-        cancel_after_interrupt(client, job["id"])
-    show_final(ctx, job)
+    job_done(ctx, run_to_end(ctx, "job", job, ProgressBar, "after its current step"))
 
 
 @jobs_app.command("follow")
@@ -188,17 +111,7 @@ def jobs_follow(ctx: typer.Context, job_id: str) -> None:
 
     Exits 0 when the job succeeds, 1 when it fails or is cancelled.
     """
-    try:
-        job = api(ctx).json("GET", f"/v1/jobs/{seg(job_id)}")
-        err_console().print(f"following job {job_id}; Ctrl-C stops following, the job goes on",
-                            markup=False, soft_wrap=True)
-        job = follow(ctx, job)
-    except KeyboardInterrupt:
-        err_console().print(f"stopped following; job {job_id} goes on "
-                            f"({hint(ctx, 'jobs', 'cancel', job_id)} stops it)",
-                            markup=False, soft_wrap=True)
-        raise typer.Exit(INTERRUPTED) from None
-    show_final(ctx, job)
+    job_done(ctx, follow_existing(ctx, "job", job_id, ProgressBar))
 
 
 @jobs_app.command("show")
@@ -210,8 +123,7 @@ def jobs_show(ctx: typer.Context, job_id: str) -> None:
 @jobs_app.command("cancel")
 def jobs_cancel(ctx: typer.Context, job_id: str) -> None:
     """Ask a job to stop after its current step (it ends cancelled)."""
-    job = api(ctx).json("POST", f"/v1/jobs/{seg(job_id)}/cancel")
-    show(ctx, job, lambda j: fields([("job", j["id"]), ("status", j["status"])]))
+    show_cancelled(ctx, "job", api(ctx).json("POST", f"/v1/jobs/{seg(job_id)}/cancel"))
 
 
 @jobs_app.command("list")

@@ -9,6 +9,7 @@ import typer
 
 from app.cli.api import Api
 from app.cli.checkpoints import checkpoints_app
+from app.cli.fleets import devices, fleets_app
 from app.cli.groups import Typer
 from app.cli.jobs import jobs_app
 from app.cli.resources import datasets_app, models_app, sessions_app
@@ -18,12 +19,14 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 app = Typer(name="fleetlite", pretty_exceptions_show_locals=False,
             help="Command line for the fleetlite API: models, sessions, datasets, "
-                 "training jobs and checkpoints.")
+                 "training jobs, checkpoints and fleets.")
 app.add_typer(models_app, name="models")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(checkpoints_app, name="checkpoints")
+app.add_typer(fleets_app, name="fleets")
+app.command("devices")(devices)
 
 
 @app.callback()

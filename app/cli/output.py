@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any, TextIO
 
 import typer
@@ -103,6 +104,20 @@ def loss(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def pct(value: float | None) -> str:
+    """A fraction (an accuracy, a share of clients) as a percentage for humans."""
+    return "-" if value is None else f"{value:.1%}"
+
+
+def seconds(value: float | None) -> str:
+    """A span of (virtual) time for humans: `42.0 s`, `12.5 min`, `3.20 h`."""
+    if value is None:
+        return "-"
+    if value < 120:
+        return f"{value:.1f} s"
+    return f"{value / 60:.1f} min" if value < 7200 else f"{value / 3600:.2f} h"
+
+
 def size(n: int) -> str:
     """A byte count for humans."""
     if n < 1024:
@@ -118,3 +133,11 @@ def size(n: int) -> str:
 def when(stamp: str | None) -> str | None:
     """An RFC 3339 time stamp, trimmed to seconds."""
     return stamp[:19].replace("T", " ") + "Z" if stamp else None
+
+
+def duration(item: dict[str, Any]) -> str:
+    """How long a job or fleet ran, e.g. ` in 3.2 s`, or nothing."""
+    if not (item.get("started_at") and item.get("finished_at")):
+        return ""
+    span = datetime.fromisoformat(item["finished_at"]) - datetime.fromisoformat(item["started_at"])
+    return f" in {span.total_seconds():.1f} s"

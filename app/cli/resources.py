@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from app import quiet
 from app.cli.api import fail, seg
 from app.cli.groups import Typer
 from app.cli.output import err_console, fields, loss, print_json, show, size, table, when
@@ -104,7 +105,8 @@ def models_build(ctx: typer.Context,
 
     if name not in definitions.NAMES:
         fail(f"unknown model {name!r}; choose one of: {', '.join(definitions.NAMES)}")
-    out.write_bytes(definitions.build(name))
+    with quiet.filtered_stderr():  # TensorFlow's import and converter noise
+        out.write_bytes(definitions.build(name))
     built = {"name": name, "path": str(out), "size_bytes": out.stat().st_size}
     show(ctx, built, lambda b: typer.echo(f"wrote {b['path']} ({size(b['size_bytes'])})"))
 

@@ -56,6 +56,9 @@ class ModelRow(Base):
     signatures: Mapped[dict[str, Any]] = mapped_column(JSON)
     blob_key: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The train signature's time per example on this server, measured once at upload: the
+    # device classes' slowdown multiplies it, so a fleet's timeline is the same on every run.
+    train_ms_per_example: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class SessionRow(Base):
@@ -89,6 +92,8 @@ class CheckpointRow(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     blob_key: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    fleet_id: Mapped[str | None] = mapped_column(String(40), index=True, nullable=True)
+    round: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class DatasetRow(Base):
@@ -141,3 +146,63 @@ class KeyRow(Base):
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class FleetRow(Base):
+    """A simulated population of devices trained in federated rounds."""
+
+    __tablename__ = "fleets"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    num_clients: Mapped[int] = mapped_column(Integer)
+    rounds_done: Mapped[int] = mapped_column(Integer, default=0)
+    global_checkpoint_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    state_key: Mapped[str | None] = mapped_column(String(300), nullable=True)  # after a round
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # at the end
+    last_round: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class FleetRoundRow(Base):
+    """One finished round of a fleet."""
+
+    __tablename__ = "fleet_rounds"
+    fleet_id: Mapped[str] = mapped_column(ForeignKey("fleets.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))
+    selected: Mapped[list[int]] = mapped_column(JSON)
+    completed: Mapped[list[int]] = mapped_column(JSON)
+    train_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    global_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    client_accuracy: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    checkpoint_id: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    virtual_start_s: Mapped[float] = mapped_column(Float)
+    virtual_end_s: Mapped[float] = mapped_column(Float)
+    outcomes: Mapped[dict[str, int]] = mapped_column(JSON)
+    bytes_down: Mapped[int] = mapped_column(BigInteger)
+    bytes_up: Mapped[int] = mapped_column(BigInteger)
+    energy_j: Mapped[float] = mapped_column(Float)
+    updates: Mapped[list[list[Any]]] = mapped_column(JSON)  # per selected client, by id
+    timings: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)  # wall s
+
+
+class FleetClientRow(Base):
+    """A device that has taken part in its fleet (rows are made on first selection)."""
+
+    __tablename__ = "fleet_clients"
+    fleet_id: Mapped[str] = mapped_column(ForeignKey("fleets.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    client_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(40))
+    rounds_participated: Mapped[int] = mapped_column(Integer, default=0)
+    checkpoint_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    accuracy_global: Mapped[float | None] = mapped_column(Float, nullable=True)
+    accuracy_personal: Mapped[float | None] = mapped_column(Float, nullable=True)

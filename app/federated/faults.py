@@ -19,7 +19,7 @@ from app.errors import InvalidInput
 from app.federated.seeds import generator
 
 KINDS = ("noise", "sign_flip", "label_flip")
-# API.md's example values; a spec names only what it changes.
+# docs/api.md's example values; a spec names only what it changes.
 DEFAULT_FRACTION = 0.2
 DEFAULT_SCALE = 10.0
 

@@ -2,7 +2,7 @@
 
 Reference: flwr 1.42.0, flwr/serverapp/strategy/ (fedavg.py + strategy_utils.py,
 fedavgm.py, fedopt.py, fedadam.py, fedyogi.py, fedadagrad.py, fedmedian.py,
-fedtrimmedavg.py). Names differ from Flower's where API.md renames them: server_lr is
+fedtrimmedavg.py). Names differ from Flower's where docs/api.md renames them: server_lr is
 Flower's eta (FedOpt family) or server_learning_rate (FedAvgM), momentum is
 server_momentum; eta_l is a client-side value that the fleet does not use.
 

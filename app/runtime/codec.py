@@ -189,3 +189,29 @@ def encode_outputs(outputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
 
 def _text(v: Any) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+MAX_BATCHES = 4096
+
+
+def batches_of(members: dict[str, Any]) -> int:
+    """The `batches` member of a body or of a request's parameters (1 when absent)."""
+    k = members.get("batches", 1)
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_BATCHES:
+        raise InvalidInput(f"batches: must be an integer from 1 to {MAX_BATCHES}, got {k!r}")
+    return k
+
+
+def split_batches(arrays: dict[str, np.ndarray[Any, Any]], k: int
+                  ) -> list[dict[str, np.ndarray[Any, Any]]]:
+    """k consecutive equal slices of every input's first dimension (422 unless k divides it)."""
+    parts = []
+    for name, arr in arrays.items():
+        n = arr.shape[0] if arr.ndim else 0
+        if n % k:
+            raise InvalidInput(f"batches: {k} does not divide the first dimension of input "
+                               f"'{name}' ({n})")
+    size = {name: arr.shape[0] // k for name, arr in arrays.items()}
+    for i in range(k):
+        parts.append({n: a[i * size[n]:(i + 1) * size[n]] for n, a in arrays.items()})
+    return parts

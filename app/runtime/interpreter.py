@@ -43,6 +43,11 @@ class LiteSession:
         self._runners: dict[str, Any] = {}
         self._reported = ""  # the interpreter's error text only grows; report what is new
 
+    @property
+    def interpreter(self) -> Any:
+        """The tf.lite.Interpreter itself (to read its signatures)."""
+        return self._interpreter
+
     def run(self, signature: str, inputs: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
         """Invoke a signature with checked inputs; interpreter errors become 422."""
         try:

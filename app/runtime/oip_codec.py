@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from app.errors import FleetliteError, InvalidInput, PayloadTooLarge
-from app.runtime.codec import check_batch, check_names, check_shape, holds_bool
+from app.runtime.codec import batches_of, check_batch, check_names, check_shape, holds_bool
 from app.runtime.oip_response import oip_datatype
 from app.runtime.signatures import SignatureSpec, TensorSpec, numpy_dtype
 
@@ -63,6 +63,7 @@ class InferRequest:
     inputs: dict[str, Array]
     outputs: dict[str, bool] | None  # requested name -> binary; None means every output
     binary_default: bool
+    batches: int = 1  # train steps in one call: the request parameter `batches`
 
 
 def parse_request(body: bytes, header_length: str | None, spec: SignatureSpec,
@@ -101,7 +102,8 @@ def parse_request(body: bytes, header_length: str | None, spec: SignatureSpec,
     req_id = header.get("id")
     check_batch(spec, inputs)
     return InferRequest(None if req_id is None else str(req_id), inputs,
-                        _requested(header, spec, model), _flag(params, "binary_data_output"))
+                        _requested(header, spec, model), _flag(params, "binary_data_output"),
+                        batches_of(params))
 
 
 def _header_length(value: str | None, size: int) -> int:

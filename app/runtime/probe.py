@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,8 @@ class Rejected(Exception):
     """The model is not a trainable TFLite model; the message says why."""
 
 
-def _zeros(spec: TensorSpec) -> np.ndarray[Any, Any]:
-    shape = tuple(1 if d < 0 else d for d in spec.shape)
+def _zeros(spec: TensorSpec, batch: int = 1) -> np.ndarray[Any, Any]:
+    shape = tuple(batch if d < 0 else d for d in spec.shape)
     if spec.dtype == "string":
         return np.full(shape, b"", dtype=object)
     return np.zeros(shape, dtype=numpy_dtype(spec.dtype))
@@ -47,8 +48,9 @@ def _check_checkpoint_signature(sigs: Signatures, key: str) -> None:
                        f"it takes {got}")
 
 
-def smoke(model: bytes) -> Signatures:
-    """Load the model, check its signatures, and run each one once."""
+def smoke(model: bytes) -> tuple[Signatures, Any]:
+    """Load the model, check its signatures, and run each one once; the signatures and the
+    interpreter."""
     try:
         interpreter = load_interpreter(model)
         sigs = read_signatures(interpreter)
@@ -71,7 +73,33 @@ def smoke(model: bytes) -> Signatures:
             _run(interpreter, key, {name: np.array(str(path).encode())})
             if key == "save" and not path.exists():
                 raise Rejected("signature 'save' ran but wrote no checkpoint file")
-    return sigs
+    return sigs, interpreter
+
+
+TIMED_BATCH = 32
+TIMED_STEPS = 15
+
+
+def train_ms_per_example(interpreter: Any, sigs: Signatures) -> float | None:
+    """The train signature's time per example: the median of a short run of steps at one
+    batch size (the model's fixed batch, else 32), after warm-up steps. Stored with the
+    model, so a fleet's virtual timeline is the same on every run."""
+    spec = sigs["train"]
+    dims = {t.shape[0] for t in spec.inputs.values() if t.shape}
+    batch = TIMED_BATCH if -1 in dims or not dims else min(dims)
+    inputs = {n: _zeros(t, batch) for n, t in spec.inputs.items()}
+    runner = interpreter.get_signature_runner("train")
+    try:
+        for _ in range(3):
+            runner(**inputs)
+        took = []
+        for _ in range(TIMED_STEPS):
+            started = time.perf_counter()
+            runner(**inputs)
+            took.append(time.perf_counter() - started)
+    except Exception:  # noqa: BLE001 - the smoke run passed; timing is best effort
+        return None
+    return float(np.median(took)) * 1000 / batch
 
 
 def _run(interpreter: Any, key: str, inputs: dict[str, Any]) -> None:
@@ -94,7 +122,10 @@ def main() -> None:
             return
         model = stdin.read(int.from_bytes(header, "big"))
         try:
-            reply: dict[str, Any] = {"ok": True, "signatures": signatures_as_json(smoke(model))}
+            sigs, interpreter = smoke(model)
+            reply: dict[str, Any] = {"ok": True, "signatures": signatures_as_json(sigs),
+                                     "train_ms_per_example": train_ms_per_example(interpreter,
+                                                                                  sigs)}
         except Rejected as exc:
             reply = {"ok": False, "reason": str(exc)}
         except Exception as exc:  # noqa: BLE001 - anything else is still a rejection

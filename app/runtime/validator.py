@@ -11,11 +11,21 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from app.errors import InvalidModel
 from app.runtime.signatures import Signatures, signatures_from_json
 
 log = logging.getLogger("fleetlite.validator")
+
+
+@dataclass(frozen=True)
+class Probed:
+    """What the smoke run found: the signatures, and the train signature's time per example
+    on this server (median of a short run at a fixed batch; None if it could not be timed)."""
+
+    signatures: Signatures
+    train_ms_per_example: float | None
 
 
 class ModelValidator:
@@ -40,6 +50,10 @@ class ModelValidator:
 
     def validate(self, model: bytes) -> Signatures:
         """The model's signatures, or InvalidModel with the reason."""
+        return self.probe(model).signatures
+
+    def probe(self, model: bytes) -> Probed:
+        """The model's signatures and measured train time, or InvalidModel with the reason."""
         with self._lock:
             proc = self._ensure()
             line = self._exchange(proc, len(model).to_bytes(8, "big") + model)
@@ -60,7 +74,9 @@ class ModelValidator:
                 self._reap()
         if not ok:
             raise InvalidModel(str(reply.get("reason", "rejected")))
-        return signatures_from_json(reply["signatures"])
+        ms = reply.get("train_ms_per_example")
+        return Probed(signatures_from_json(reply["signatures"]),
+                      float(ms) if isinstance(ms, int | float) else None)
 
     def _exchange(self, proc: subprocess.Popen[bytes], payload: bytes) -> bytes | None:
         """Send the request and read one reply line within the time limit; None if the

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from app.schemas import examples
+from app.schemas.examples import example
 
 T = TypeVar("T")
 
@@ -30,8 +33,20 @@ class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+def _page_example(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    """A page's example: the item type's own example, and the cursor to the page after it
+    (the last item's id)."""
+    args = getattr(cls, "__pydantic_generic_metadata__", {}).get("args") or ()
+    extra = getattr(args[0], "model_config", {}).get("json_schema_extra") if args else None
+    items = extra.get("examples", [])[:1] if isinstance(extra, dict) else []
+    cursor = items[-1].get("id") if items and isinstance(items[-1], dict) else None
+    schema["examples"] = [{"items": items, "next_cursor": cursor}]
+
+
 class ListOf(BaseModel, Generic[T]):
     """A page of a list; pass next_cursor as ?cursor= for the next page."""
+
+    model_config = ConfigDict(json_schema_extra=_page_example)
 
     items: list[T]
     next_cursor: str | None = None
@@ -40,6 +55,8 @@ class ListOf(BaseModel, Generic[T]):
 class TensorSpecOut(BaseModel):
     """One tensor of a signature; -1 marks a dimension the model leaves open."""
 
+    model_config = example(examples.SIGNATURES["infer"]["inputs"]["x"])
+
     shape: list[int]
     dtype: str
 
@@ -47,23 +64,31 @@ class TensorSpecOut(BaseModel):
 class SignatureOut(BaseModel):
     """The inputs and outputs of one signature."""
 
+    model_config = example(examples.SIGNATURES["infer"])
+
     inputs: dict[str, TensorSpecOut]
     outputs: dict[str, TensorSpecOut]
 
 
 class TensorsIn(BaseModel):
-    """Signature inputs by name: nested lists or scalars."""
+    """Signature inputs by name: nested lists (the first dimension is the batch) or scalars."""
 
-    inputs: dict[str, Any] = Field(examples=[{"x": [[[0.0] * 28] * 28]}])
+    model_config = example(examples.TRAIN, examples.INFER)
+
+    inputs: dict[str, Any]
 
 
 class TensorsOut(BaseModel):
     """Signature outputs by name."""
+
+    model_config = example(examples.INFER_OUT)
 
     outputs: dict[str, Any]
 
 
 class TrainOut(TensorsOut):
     """Outputs of one train step and the session's step count after it."""
+
+    model_config = example(examples.TRAIN_OUT)
 
     step: int

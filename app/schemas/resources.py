@@ -6,11 +6,15 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from app.schemas import examples
 from app.schemas.common import Schema, SignatureOut, Text
+from app.schemas.examples import example
 
 
 class Model(Schema):
     """A base .tflite model."""
+
+    model_config = example(examples.MODEL)
 
     id: str
     name: str
@@ -18,10 +22,15 @@ class Model(Schema):
     size_bytes: int
     created_at: datetime
     signatures: dict[str, SignatureOut]
+    train_ms_per_example: float | None = Field(
+        None, description="The train signature's time per example on this server, measured "
+        "once at upload (a device class's slowdown multiplies it)")
 
 
 class Session(Schema):
     """One user's live interpreter on one base model."""
+
+    model_config = example(examples.SESSION)
 
     id: str
     user_id: str
@@ -37,6 +46,8 @@ class Session(Schema):
 
 class Checkpoint(Schema):
     """A file written by the model's save signature."""
+
+    model_config = example(examples.CHECKPOINT)
 
     id: str
     user_id: str
@@ -54,6 +65,10 @@ class Checkpoint(Schema):
 class SessionCreate(BaseModel):
     """Start from the model's initial weights, or from one of the user's checkpoints."""
 
+    model_config = example({"model_id": examples.MODEL_ID},
+                           {"model_id": examples.MODEL_ID,
+                            "checkpoint_id": examples.CHECKPOINT_ID})
+
     model_id: Text
     checkpoint_id: Text | None = None
 
@@ -61,10 +76,14 @@ class SessionCreate(BaseModel):
 class CheckpointCreate(BaseModel):
     """An optional label for a manual checkpoint."""
 
+    model_config = example({"label": "after 100 steps"})
+
     label: Text | None = Field(None, max_length=200)
 
 
 class RestoreRequest(BaseModel):
     """The checkpoint to load into the session."""
+
+    model_config = example({"checkpoint_id": examples.CHECKPOINT_ID})
 
     checkpoint_id: Text

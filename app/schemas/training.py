@@ -7,11 +7,19 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from app.schemas import examples
 from app.schemas.common import Schema, Text
+from app.schemas.examples import example
+
+# The largest integer every JSON parser holds exactly (JavaScript's too): above it a seed could
+# arrive as a different number, so the schema and the server both stop there.
+MAX_SEED = 2**53 - 1
 
 
 class Dataset(Schema):
     """A user's .npz of training examples."""
+
+    model_config = example(examples.DATASET)
 
     id: str
     user_id: str
@@ -26,16 +34,20 @@ class Dataset(Schema):
 class JobCreate(BaseModel):
     """Epochs of the session's train signature over one of the user's datasets."""
 
+    model_config = example(examples.JOB_CREATE)
+
     dataset_id: Text
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int = Field(ge=1, le=65_536)
     shuffle: bool = True
-    seed: int | None = Field(None, ge=0, le=2**63 - 1,
+    seed: int | None = Field(None, ge=0, le=MAX_SEED,
                              description="Shuffle seed; the same seed gives the same batches")
 
 
 class JobProgress(BaseModel):
     """Where a job is: the epoch under way (1-based), steps done of all steps."""
+
+    model_config = example(examples.PROGRESS)
 
     epoch: int
     step: int
@@ -44,6 +56,8 @@ class JobProgress(BaseModel):
 
 class Job(Schema):
     """A training job and its progress."""
+
+    model_config = example(examples.JOB)
 
     id: str
     session_id: str

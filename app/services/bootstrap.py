@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from app.config import Settings
 from app.db.engine import Database
+from app.executor.base import Executor
 from app.executor.local import LocalExecutor
+from app.runtime.client_update import ClientUpdate
 from app.runtime.interpreter import warm_up
 from app.runtime.pool import SessionPool
+from app.runtime.session import LiveSession
 from app.runtime.validator import ModelValidator
+from app.services import sessions
 from app.services.context import Context
-from app.services.job_run import JobWorkers
-from app.store import open_store
+from app.services.fleet_run import fleet_workers
+from app.services.job_run import job_workers
+from app.store import BlobStore, open_store
 
 __all__ = ["build_context", "warm_up"]
 
@@ -32,7 +38,43 @@ def build_context(settings: Settings) -> Context:
         store=store,
         pool=SessionPool(settings.runtime_workers, settings.max_live_sessions),
         validator=ModelValidator(settings.validate_timeout_seconds),
-        executor=LocalExecutor(settings.work_path),
+        executor=_executor(settings, store),
     )
-    ctx.jobs = JobWorkers(ctx, workers=settings.job_workers or (os.cpu_count() or 1))
+    ctx.jobs = job_workers(ctx, settings.job_workers or (os.cpu_count() or 1))
+    ctx.fleets = fleet_workers(ctx, settings.fleet_workers)
+    if isinstance(ctx.executor, LocalExecutor):
+        ctx.executor.sessions = FleetSessions(ctx)
     return ctx
+
+
+def _executor(settings: Settings, store: BlobStore) -> Executor:
+    if settings.executor == "ray":
+        from app.executor.ray_executor import RayExecutor  # imports Ray only when asked
+        from app.executor.ray_worker import StoreConfig
+
+        url = settings.store_url  # the workers' working directory is not ours: absolute paths
+        if not url.startswith("s3://"):
+            url = str(Path(url.removeprefix("file://")).resolve())
+        return RayExecutor(StoreConfig(url, settings.s3_endpoint,
+                                       settings.s3_region, settings.s3_access_key_id,
+                                       settings.s3_secret_access_key),
+                           address=settings.ray_address, actors=settings.ray_actors,
+                           threads=settings.interpreter_threads)
+    return LocalExecutor(settings.work_path, store)
+
+
+class FleetSessions:
+    """Where the local executor finds a fleet device's live session."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def live(self, update: ClientUpdate) -> LiveSession:
+        """The device's session, loaded, or new on its first update."""
+        return sessions.live_or_new(self.ctx, session_id=update.session_id,
+                                    user_id=update.user_id, model_id=update.model_id)
+
+    def room(self) -> int:
+        """Half the live cap (the rest is for everyone else's sessions); 0: no cap."""
+        cap = self.ctx.settings.max_live_sessions
+        return max(1, cap // 2) if cap else 0

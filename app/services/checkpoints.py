@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
 
 from app.db.tables import CheckpointRow, SessionRow, new_id, utcnow
 from app.errors import Conflict, InvalidInput, NotFound
-from app.runtime.pool import LiveSession, Snapshot
+from app.runtime.session import LiveSession, Snapshot
 from app.services import rows
 from app.services.context import Context
 from app.services.pages import Page, paginate

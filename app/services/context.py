@@ -17,7 +17,8 @@ from app.services.persister import Persister
 from app.store import BlobStore
 
 if TYPE_CHECKING:
-    from app.services.job_run import JobWorkers
+    from app.services.progress import FleetState, JobState
+    from app.services.workers import Workers
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,12 @@ class Context:
     validator: ModelValidator
     executor: Executor
     persister: Persister = field(default_factory=Persister)
-    jobs: JobWorkers = field(init=False)
+    jobs: Workers[JobState] = field(init=False)
+    fleets: Workers[FleetState] = field(init=False)
     keys: KeyRing = field(default_factory=KeyRing)
     jobs_resumed: bool = False
     models: dict[str, LoadedModel] = field(default_factory=dict)
+    initial_weights: dict[str, bytes] = field(default_factory=dict)  # by model id
     models_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from app.db.tables import DatasetRow, new_id
 from app.errors import InvalidInput, NotFound, PayloadTooLarge
 from app.runtime.datasets import check_against, describe, read_npz
-from app.runtime.signatures import numpy_dtype
+from app.runtime.signatures import SignatureSpec, numpy_dtype
 from app.services import models, rows
 from app.services.context import Context
 from app.services.pages import Page, paginate
@@ -50,12 +50,22 @@ def load_arrays(ctx: Context, *, row: DatasetRow, model_id: str) -> dict[str, np
     """The arrays, checked against the model's train signature and cast to its dtypes."""
     spec = models.load(ctx, model_id=model_id).signatures["train"]
     check_against(spec, row.arrays)
+    return cast_to(spec, read_all(ctx, row=row))
+
+
+def read_all(ctx: Context, *, row: DatasetRow) -> dict[str, np.ndarray[Any, Any]]:
+    """Every array of the dataset as stored (a fleet's extra arrays included)."""
     try:
         data = ctx.store.get(row.blob_key)
     except BlobNotFound:
         raise NotFound(f"the file of dataset '{row.id}' is missing from the blob store "
                        f"(key {row.blob_key})") from None
-    arrays = read_npz(data)
+    return read_npz(data)
+
+
+def cast_to(spec: SignatureSpec, arrays: dict[str, np.ndarray[Any, Any]]
+            ) -> dict[str, np.ndarray[Any, Any]]:
+    """The signature's inputs among the arrays, in its dtypes (422 if an int does not fit)."""
     out = {}
     for name, t in spec.inputs.items():
         target, arr = numpy_dtype(t.dtype), arrays[name]

@@ -9,13 +9,14 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
+import numpy as np
 from anyio import to_thread
 
 from app.errors import InvalidInput, NotFound, ServiceUnavailable, Unauthorized
 from app.metrics import SIGNATURE_CALLS, TRAIN_STEPS
 from app.runtime import oip_codec, oip_response
-from app.runtime.codec import check_limits, parse_json
-from app.runtime.pool import LiveSession, SessionEvicted
+from app.runtime.codec import check_limits
+from app.runtime.session import LiveSession, SessionEvicted
 from app.runtime.signatures import CHECKPOINT_SIGNATURES, SignatureSpec
 from app.services import keys, sessions
 from app.services.context import Context
@@ -118,10 +119,11 @@ async def run_protocol(ctx: Context, who: Principal, session_id: str, name: str,
     parsed = oip_codec.parse_request(body, header_length, spec, name)
     check_limits(spec, parsed.inputs, live.limits)
     outputs, step = await on_session(
-        ctx, who, session_id, lambda s: partial(s.run_arrays, name, parsed.inputs), live=live)
+        ctx, who, session_id, lambda s: partial(s.run_arrays, name, parsed.inputs,
+                                                parsed.batches), live=live)
     params: dict[str, Any] | None = None
     if name == "train":
-        _TRAIN_STEPS.inc()
+        _TRAIN_STEPS.inc(parsed.batches)
         params = {"step": step}
     else:
         _count(name)
@@ -137,10 +139,9 @@ async def run_protocol(ctx: Context, who: Principal, session_id: str, name: str,
 async def train_json(ctx: Context, who: Principal, session_id: str, raw: bytes
                      ) -> dict[str, Any]:
     """One train step from a JSON body: {"outputs": {...}, "step": n}."""
-    body, bools = parse_json(raw)
-    outputs, step = await on_session(ctx, who, session_id,
-                                     lambda s: partial(s.train, body, bools))
-    _TRAIN_STEPS.inc()
+    outputs, step = await on_session(ctx, who, session_id, lambda s: partial(s.train, raw))
+    loss = outputs.get("loss")
+    _TRAIN_STEPS.inc(len(loss) if isinstance(loss, np.ndarray) and loss.ndim else 1)
     return {"outputs": outputs, "step": step}
 
 
@@ -152,13 +153,12 @@ async def call_json(ctx: Context, who: Principal, session_id: str, signature: st
     if signature in CHECKPOINT_SIGNATURES:
         raise InvalidInput(f"'{signature}' takes a file path; use the checkpoints and restore "
                            "endpoints instead")
-    body, bools = parse_json(raw)
     live = await live_session(ctx, who, session_id)
     if signature not in live.signatures:
         raise NotFound(f"model '{live.model_id}' has no signature '{signature}' "
                        f"(it has {', '.join(sorted(live.signatures))})")
-    outputs = await on_session(ctx, who, session_id,
-                               lambda s: partial(s.call, signature, body, bools), live=live)
+    outputs = await on_session(ctx, who, session_id, lambda s: partial(s.call, signature, raw),
+                               live=live)
     _count(signature)
     return {"outputs": outputs}
 

@@ -1,4 +1,4 @@
-"""Running jobs: the worker threads that drive them, and one job's run on the executor.
+"""Running jobs: one job's run on the executor, driven by a worker thread (workers.py).
 
 A job's worker claims the session, hands the epochs to the executor (app.executor) with
 hooks that report progress and give each epoch's checkpoint to the persister, and records
@@ -9,8 +9,7 @@ release are tasks of the session's strand.
 from __future__ import annotations
 
 import logging
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from functools import partial
 
 from sqlalchemy import Connection, Table, bindparam, update
@@ -18,11 +17,12 @@ from sqlalchemy import Connection, Table, bindparam, update
 from app.db.tables import CheckpointRow, JobRow, utcnow
 from app.errors import NotFound
 from app.executor.base import TrainingWork
-from app.runtime.pool import LiveSession, SessionEvicted, Snapshot
 from app.runtime.runner import Plan
+from app.runtime.session import LiveSession, SessionEvicted, Snapshot
 from app.services import checkpoints, datasets, jobs, models, sessions
 from app.services.context import Context
 from app.services.progress import JobState
+from app.services.workers import Workers
 from app.store.blobs import BlobNotFound
 
 log = logging.getLogger("fleetlite.jobs")
@@ -37,51 +37,9 @@ class ResumeError(Exception):
     """A job interrupted by a restart cannot continue where it was."""
 
 
-class JobWorkers:
-    """The threads that drive jobs (one job each), and the live state of every job here."""
-
-    def __init__(self, ctx: Context, workers: int) -> None:
-        self._ctx = ctx
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="job")
-        self._states: dict[str, JobState] = {}
-        self._lock = threading.Lock()
-
-    def submit(self, job_id: str) -> JobState:
-        """Queue a job; it starts when a worker is free."""
-        with self._lock:
-            state = self._states.get(job_id)
-            if state is None:
-                state = self._states[job_id] = JobState(job_id)
-        self._pool.submit(self._guarded, state)
-        return state
-
-    def state(self, job_id: str) -> JobState | None:
-        """The live state of a job this process runs or ran."""
-        return self._states.get(job_id)
-
-    def cancel(self, job_id: str) -> bool:
-        """Ask a job to stop after its current step; False if this process does not run it."""
-        state = self._states.get(job_id)
-        if state is None:
-            return False
-        state.cancel.set()
-        return True
-
-    def shutdown(self) -> None:
-        """Stop running jobs at the next step, leaving them resumable, and wait for them."""
-        for state in list(self._states.values()):
-            state.stop.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _guarded(self, state: JobState) -> None:
-        try:
-            run(self._ctx, state)
-        except Exception:  # run records failures itself; this is the last resort
-            log.exception("job %s crashed", state.job_id)
-        finally:
-            if state.status not in jobs.ACTIVE:  # the row has the rest
-                with self._lock:
-                    self._states.pop(state.job_id, None)
+def job_workers(ctx: Context, workers: int) -> Workers[JobState]:
+    """The threads that drive jobs, one job each."""
+    return Workers("job", workers, JobState, lambda state: run(ctx, state))
 
 
 def run(ctx: Context, state: JobState) -> None:
@@ -166,9 +124,12 @@ def _run(ctx: Context, state: JobState, row: JobRow, live: LiveSession) -> None:
     plan = Plan(epochs=row.epochs, batch_size=row.batch_size, shuffle=row.shuffle,
                 seed=(row.seed,), fixed_batch=fixed, first_epoch=row.epochs_done)
     model_key = models.get(ctx, model_id=live.model_id).blob_key
+    head = live.head_checkpoint_id  # the job's start: its weights are the session's now
+    start_key = checkpoints.get(ctx, checkpoint_id=head).blob_key if head else None
     try:
         done = ctx.executor.train(
-            TrainingWork(live, arrays, plan, model_key, drow.blob_key), hooks)
+            TrainingWork(live, arrays, plan, model_key, drow.blob_key, start_key,
+                         ctx.settings.work_path), hooks)
     finally:
         hooks.wait()  # the last epoch's rows (also when stopping or failing)
     if done:

@@ -17,11 +17,12 @@ from app.services import datasets, models, rows, sessions
 from app.services.context import Context
 from app.services.pages import Page, paginate
 from app.services.progress import JobState
+from app.services.workers import ACTIVE
 
-ACTIVE = ("queued", "running")
 # Concurrent creates for one session could both pass the "no active job" check otherwise.
 # (One process runs the jobs; several processes would need a unique index in the database.)
 _ONE_PER_SESSION = threading.Lock()
+__all__ = ["ACTIVE", "JobView"]
 
 
 @dataclass

@@ -8,11 +8,11 @@ import time
 
 from sqlalchemy import select, update
 
-from app.db.tables import CheckpointRow, DatasetRow, ModelRow, SessionRow
+from app.db.tables import CheckpointRow, DatasetRow, FleetRow, ModelRow, SessionRow
 from app.errors import FleetliteError
 from app.metrics import BACKGROUND_POSTPONED
-from app.runtime.pool import LiveSession
-from app.services import checkpoints, jobs, keys, sessions
+from app.runtime.session import LiveSession
+from app.services import checkpoints, fleets, jobs, keys, sessions
 from app.services.context import Context
 
 log = logging.getLogger("fleetlite.maintenance")
@@ -84,8 +84,10 @@ def sweep_orphans(ctx: Context) -> int:
         known = set(db.scalars(select(CheckpointRow.blob_key)))
         known.update(db.scalars(select(DatasetRow.blob_key)))
         known.update(db.scalars(select(ModelRow.blob_key)))
+        fleet_dirs = tuple(f"users/{user}/fleets/{fid}/" for fid, user in db.execute(
+            select(FleetRow.id, FleetRow.user_id)))
     orphans = [k for prefix in ("users/", "models/") for k in ctx.store.keys(prefix)
-               if k not in known]
+               if k not in known and not k.startswith(fleet_dirs)]
     for key in orphans:
         ctx.store.delete(key)
     ctx.store.remove_partial_writes()  # a local put killed mid-write leaves "key#N"
@@ -109,16 +111,19 @@ async def start(ctx: Context) -> None:
 
 
 async def _resume_jobs(ctx: Context) -> None:
+    """Jobs and fleets left by the previous process, queued again once the database answers."""
     if ctx.jobs_resumed:
         return
     try:
         resumed = await asyncio.to_thread(jobs.resume_all, ctx)
+        resumed_fleets = await asyncio.to_thread(fleets.resume_all, ctx)
     except FleetliteError as exc:
-        log.warning("resuming jobs postponed: %s", exc.detail)
+        log.warning("resuming jobs and fleets postponed: %s", exc.detail)
         return
     ctx.jobs_resumed = True
-    if resumed:
-        log.info("resuming %d job(s) left by the previous process", resumed)
+    if resumed or resumed_fleets:
+        log.info("resuming %d job(s) and %d fleet(s) left by the previous process", resumed,
+                 resumed_fleets)
 
 
 async def run_periodic(ctx: Context) -> None:
@@ -144,7 +149,8 @@ async def run_periodic(ctx: Context) -> None:
 async def shutdown(ctx: Context) -> None:
     """Stop jobs (they stay resumable), save every session with unsaved steps, flush."""
     started = time.monotonic()
-    await asyncio.to_thread(ctx.jobs.shutdown)
+    await asyncio.gather(asyncio.to_thread(ctx.fleets.shutdown),
+                         asyncio.to_thread(ctx.jobs.shutdown))
     saved = await autosave_all(ctx)
     await asyncio.to_thread(flush_counters, ctx)
     log.info("shutdown: checkpointed %d session(s) in %.2f s", saved,

@@ -79,3 +79,22 @@ class JobState(Progress):
     def interrupted(self) -> bool:
         """Cancel or stop asked: the job ends after the step under way."""
         return self.cancel.is_set() or self.stop.is_set()
+
+
+@dataclass(eq=False)
+class FleetState(Progress):
+    """A fleet this process runs: written by its driver thread, read anywhere."""
+
+    fleet_id: str
+    status: str = "queued"
+    round: int = 0
+    rounds: int = 0
+    updates_done: int = 0
+    updates_in_round: int = 0
+    error: str | None = None
+    row: Any = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        Progress.__init__(self)

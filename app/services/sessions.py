@@ -12,7 +12,7 @@ from app.errors import Conflict, TooManyRequests
 from app.metrics import SESSION_EVICTIONS, SESSION_LOADS
 from app.runtime.codec import Limits
 from app.runtime.interpreter import LiteSession
-from app.runtime.pool import LiveSession
+from app.runtime.session import LiveSession
 from app.services import checkpoints, models, rows
 from app.services.context import Context
 from app.services.pages import Page, paginate
@@ -135,19 +135,20 @@ def live(ctx: Context, *, session_id: str) -> LiveSession:
     if found is not None:
         return found
 
-    def load() -> LiveSession:
-        row = get_row(ctx, session_id=session_id)
-        make_room(ctx, row.user_id)
-        head = None
-        if row.head_checkpoint_id:
-            head = checkpoints.get(ctx, checkpoint_id=row.head_checkpoint_id)
-        SESSION_LOADS.inc()
-        return _build(ctx, session_id=row.id, user_id=row.user_id, model_id=row.model_id,
-                      start=head)
-
-    loaded = ctx.pool.get_or_load(session_id, load)
+    loaded = ctx.pool.get_or_load(
+        session_id, lambda: _load(ctx, get_row(ctx, session_id=session_id)))
     evict_idle(ctx)
     return loaded
+
+
+def _load(ctx: Context, row: SessionRow) -> LiveSession:
+    make_room(ctx, row.user_id)
+    head = None
+    if row.head_checkpoint_id:
+        head = checkpoints.get(ctx, checkpoint_id=row.head_checkpoint_id)
+    SESSION_LOADS.inc()
+    return _build(ctx, session_id=row.id, user_id=row.user_id, model_id=row.model_id,
+                  start=head)
 
 
 def loss_history(ctx: Context, *, session_id: str) -> tuple[int, list[float]]:
@@ -157,6 +158,27 @@ def loss_history(ctx: Context, *, session_id: str) -> tuple[int, list[float]]:
     if live is None:
         return 1, []
     return live.strand.submit(live.loss_history).result()
+
+
+def live_or_new(ctx: Context, *, session_id: str, user_id: str, model_id: str) -> LiveSession:
+    """A fleet device's live session: loaded from its row, or (its first update) a new one
+    with the model's initial weights, whose row the fleet writes when the round commits."""
+    found = ctx.pool.get(session_id)
+    if found is not None:
+        return found
+
+    def load() -> LiveSession:
+        with ctx.db.begin() as db:
+            row = db.get(SessionRow, session_id)
+        if row is not None:
+            return _load(ctx, row)
+        make_room(ctx, user_id)
+        return _build(ctx, session_id=session_id, user_id=user_id, model_id=model_id,
+                      start=None)
+
+    loaded = ctx.pool.get_or_load(session_id, load)
+    evict_idle(ctx)
+    return loaded
 
 
 def restore(ctx: Context, session: LiveSession, *, checkpoint_id: str) -> None:
@@ -220,6 +242,14 @@ def _evict(ctx: Context, live: LiveSession) -> None:
             ctx.pool.remove(live.id, live)
         else:
             ctx.pool.remove_mark(live.id)
+
+
+def drop(ctx: Context, live: LiveSession) -> None:
+    """In the strand: forget a live session whose weights are saved elsewhere (its head
+    moved on): its next call loads it again from the head."""
+    if not live.evicted and live.job_id is None:
+        live.evicted = True
+        ctx.pool.remove(live.id, live)
 
 
 def delete(ctx: Context, *, session_id: str) -> None:

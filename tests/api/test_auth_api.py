@@ -56,14 +56,19 @@ def world(secured: LiveServer, mlp_bytes: bytes) -> dict[str, Any]:
                     data={"name": "alice-data"}).json()
         job = a.post(f"/v1/sessions/{sid}/jobs", json={"dataset_id": ds["id"], "epochs": 1,
                                                        "batch_size": 8}).json()
-        deadline = time.monotonic() + 60
-        while a.get(f"/v1/jobs/{job['id']}").json()["status"] in ("queued", "running"):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        fleet = a.post("/v1/users/alice/fleets", json={
+            "model_id": model_id, "dataset_id": ds["id"], "clients": 2, "clients_per_round": 2,
+            "rounds": 1, "batch_size": 8}).json()
+        for kind, oid in (("jobs", job["id"]), ("fleets", fleet["id"])):
+            deadline = time.monotonic() + 60
+            while a.get(f"/v1/{kind}/{oid}").json()["status"] in ("queued", "running"):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
     with client(secured, ADMIN) as admin:
         key_id = admin.get("/v1/users/alice/keys").json()["items"][0]["id"]
     return {"model_id": model_id, "session_id": sid, "checkpoint": ckpt, "dataset": ds,
-            "job_id": job["id"], "key_id": key_id, "alice": alice_key, "bob": bob_key}
+            "job_id": job["id"], "fleet_id": fleet["id"], "key_id": key_id, "alice": alice_key,
+            "bob": bob_key}
 
 
 def test_no_key_answers_401_but_health_stays_open(secured: LiveServer) -> None:
@@ -131,7 +136,7 @@ def fill(path: str, world: dict[str, Any]) -> str:
               "checkpoint_id": world["checkpoint"]["id"], "dataset_id": world["dataset"]["id"],
               "job_id": world["job_id"], "model_id": world["model_id"],
               "key_id": world["key_id"], "signature": "infer", "model_name": "infer",
-              "model_version": "1"}
+              "model_version": "1", "fleet_id": world["fleet_id"], "client_id": "0"}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 
@@ -156,8 +161,8 @@ def test_every_route_refuses_another_users_key(secured: LiveServer,
     walked = 0
     with client(secured, world["bob"]) as b:
         for method, path in routes(secured):
-            if path.startswith("/v1/models") and method == "GET":
-                continue  # models are readable by every key by design
+            if (path.startswith("/v1/models") and method == "GET") or path == "/v1/devices":
+                continue  # models and the device catalogue are readable by every key
             r = call(b, method, fill(path, world))
             walked += 1
             # Exactly what a missing id answers; 403 where only the admin may act at all.

@@ -109,3 +109,37 @@ def test_delete_model_in_use_answers_409_then_204(client: httpx.Client, mlp_byte
     assert client.delete(f"/v1/sessions/{sid}").status_code == 204
     assert client.delete(f"/v1/models/{model_id}").status_code == 204
     assert_problem(client.get(f"/v1/models/{model_id}"), 404)
+
+
+def _post(client: httpx.Client, data: bytes, name: str) -> httpx.Response:
+    return client.post("/v1/models", files={"file": ("m.tflite", data)}, data={"name": name})
+
+
+def test_upload_same_file_under_same_name_returns_the_existing_model(
+    client: httpx.Client, head_bytes: bytes
+) -> None:
+    first = _post(client, head_bytes, "twice")
+    assert first.status_code == 201, first.text
+    again = _post(client, head_bytes, "twice")
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    listed = client.get("/v1/models", params={"limit": 500}).json()["items"]
+    assert [m["id"] for m in listed if m["name"] == "twice"] == [first.json()["id"]]
+
+
+def test_upload_under_another_name_or_with_other_bytes_makes_a_new_model(
+    client: httpx.Client, head_bytes: bytes, mlp_bytes: bytes
+) -> None:
+    first = _post(client, head_bytes, "kept")
+    renamed = _post(client, head_bytes, "kept-renamed")
+    other_bytes = _post(client, mlp_bytes, "kept")
+    assert [r.status_code for r in (first, renamed, other_bytes)] == [201, 201, 201]
+    assert len({r.json()["id"] for r in (first, renamed, other_bytes)}) == 3
+
+
+def test_upload_after_delete_makes_a_new_model(client: httpx.Client, head_bytes: bytes) -> None:
+    first = _post(client, head_bytes, "deleted-then-again")
+    assert first.status_code == 201
+    assert client.delete(f"/v1/models/{first.json()['id']}").status_code == 204
+    again = _post(client, head_bytes, "deleted-then-again")
+    assert again.status_code == 201 and again.json()["id"] != first.json()["id"]

@@ -378,3 +378,40 @@ def test_bool_among_numbers_is_422(client: httpx.Client, mlp_id: str) -> None:
          "data": [True] + X[:1].ravel().tolist()[1:]}]})
     assert_problem(r, 422, "'x'", "bool")
     assert steps(client, sid) == 0
+
+
+@pytest.mark.parametrize("k", [4, 8])
+def test_several_steps_per_call_equal_as_many_single_calls(
+        client: httpx.Client, mlp_id: str, triton: Triton, k: int) -> None:
+    one, many = new_session(client, f"k1-{k}", mlp_id), new_session(client, f"kk-{k}", mlp_id)
+    rng = np.random.default_rng(k)
+    xs = rng.random((k * 8, 28, 28), dtype=np.float32)
+    ys = np.eye(10, dtype=np.float32)[rng.integers(0, 10, k * 8)]
+    single = [triton(one).infer("train", [tensor("x", xs[i * 8:(i + 1) * 8]),
+                                          tensor("y", ys[i * 8:(i + 1) * 8])]).as_numpy("loss")
+              for i in range(k)]
+    got = triton(many).infer("train", [tensor("x", xs), tensor("y", ys)],
+                             parameters={"batches": k})
+    losses = got.as_numpy("loss")
+    assert losses.shape[0] == k  # the loss of every step
+    assert np.array_equal(losses.reshape(k), np.asarray(single).reshape(k))
+    assert steps(client, many) == k == steps(client, one)
+    assert np.array_equal(oip_infer(triton(many)), oip_infer(triton(one)))  # same weights
+    body = {"inputs": {"x": xs.tolist(), "y": ys.tolist()}, "batches": k}
+    r = client.post(f"/v1/sessions/{one}/train", json=body)  # the JSON route: the same
+    assert r.status_code == 200 and len(r.json()["outputs"]["loss"]) == k
+    assert r.json()["step"] == 2 * k
+
+
+def test_batches_that_do_not_divide_are_422(client: httpx.Client, mlp_id: str,
+                                            triton: Triton) -> None:
+    sid = new_session(client, "k-bad", mlp_id)
+    with pytest.raises(InferenceServerException, match="batches"):
+        triton(sid).infer("train", [tensor("x", X[:10]), tensor("y", Y[:10])],
+                          parameters={"batches": 4})
+    body = {"inputs": {"x": X[:10].tolist(), "y": Y[:10].tolist()}, "batches": 3}
+    assert_problem(client.post(f"/v1/sessions/{sid}/train", json=body), 422, "batches")
+    for bad in (0, -1, True, "2", 1.5):
+        assert_problem(client.post(f"/v1/sessions/{sid}/train",
+                                   json={**body, "batches": bad}), 422, "batches")
+    assert steps(client, sid) == 0

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import httpx
 from typer.testing import CliRunner, Result
 
 from app.cli import app
 from tests.helpers import LiveServer
 
 USER = "cli-user"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(server: LiveServer, *args: str, env: dict[str, str] | None = None) -> Result:
@@ -28,3 +39,49 @@ def field(text: str, key: str) -> str:
     found = re.search(rf"^{re.escape(key)}\s+(\S+)", text, re.M)
     assert found, (key, text)
     return found.group(1)
+
+
+def spawn(server: LiveServer, *args: str) -> subprocess.Popen[str]:
+    """`python -m app.cli --url <server> args...` in a child process, to send it signals."""
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "--url", server.url, *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def when_running(client: httpx.Client, noun: str, started: Callable[[dict[str, Any]], bool],
+                 action: Callable[[dict[str, Any]], object]) -> threading.Thread:
+    """A thread that calls action(item) once USER has a running job or fleet (noun) that
+    has started(item)."""
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            running = [i for i in client.get(f"/v1/users/{USER}/{noun}s").json()["items"]
+                       if i["status"] == "running" and started(i)]
+            if running:
+                action(running[0])
+                return
+            time.sleep(0.05)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def ctrl_c_cancels(server: LiveServer, client: httpx.Client, noun: str,
+                   started: Callable[[dict[str, Any]], bool], *args: str
+                   ) -> tuple[dict[str, Any], str]:
+    """Run `fleetlite args` in a child, press Ctrl-C once the job or fleet (noun) it started
+    runs; assert the child exits 130 and the work ends cancelled. (The work, the stderr.)"""
+    child = spawn(server, *args)
+    seen: list[dict[str, Any]] = []
+    when_running(client, noun, started, seen.append).join()
+    assert seen, f"the {noun} never ran"
+    time.sleep(0.3)  # let the child be inside the event stream
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert f"cancel {noun} {seen[0]['id']}" in err and "Traceback" not in err, err
+    deadline = time.monotonic() + 60
+    while (status := client.get(f"/v1/{noun}s/{seen[0]['id']}").json()["status"]) != "cancelled":
+        assert status == "running" and time.monotonic() < deadline, status
+        time.sleep(0.05)
+    return seen[0], err

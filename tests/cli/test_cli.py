@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +16,10 @@ from typer.testing import CliRunner, Result
 
 from app.cli import app
 from app.cli.api import Api
-from tests.cli.support import USER, cli, field, ok
+from tests.cli.support import USER, cli, ctrl_c_cancels, field, ok, spawn, when_running
 from tests.helpers import LiveServer
 
-ROOT = Path(__file__).resolve().parents[2]
 EPOCH_ROW = re.compile(r"^(\d+)\s+(\d+\.\d{4})\s+(ckpt_\w+)$", re.M)
-
-
-def while_running(client: httpx.Client, action: Callable[[dict[str, Any]], object]
-                  ) -> threading.Thread:
-    """A thread that calls action(job) once USER has a running job."""
-    def watch() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            running = [j for j in client.get(f"/v1/users/{USER}/jobs").json()["items"]
-                       if j["status"] == "running" and j["progress"]["step"] > 0]
-            if running:
-                action(running[0])
-                return
-            time.sleep(0.05)
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_models_upload_prints_id_name_and_signatures(
@@ -113,7 +90,8 @@ def test_jobs_run_json_and_detach(server: LiveServer, client: httpx.Client,
 
 def test_jobs_run_exits_1_when_the_job_is_cancelled(server: LiveServer, client: httpx.Client,
                                                     session_id: str, dataset_id: str) -> None:
-    canceller = while_running(client, lambda job: ok(cli(server, "jobs", "cancel", job["id"])))
+    canceller = when_running(client, "job", lambda job: job["progress"]["step"] > 0,
+                             lambda job: ok(cli(server, "jobs", "cancel", job["id"])))
     result = cli(server, "jobs", "run", session_id, "--dataset", dataset_id,
                  "--epochs", "5000", "--batch-size", "32")
     canceller.join()
@@ -124,33 +102,15 @@ def test_jobs_run_exits_1_when_the_job_is_cancelled(server: LiveServer, client: 
 
 def test_ctrl_c_while_following_cancels_the_job_and_exits_130(
         server: LiveServer, client: httpx.Client, session_id: str, dataset_id: str) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--url", server.url, "jobs", "run", session_id,
-         "--dataset", dataset_id, "--epochs", "5000", "--batch-size", "32"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
-    seen: list[dict[str, Any]] = []
-    while_running(client, lambda job: seen.append(job)).join()
-    assert seen, "the job never ran"
-    time.sleep(0.3)  # let the child be inside the event stream
-    child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=30)
-    assert child.returncode == 130, err
-    assert f"cancel job {seen[0]['id']}" in err and "Traceback" not in err
-    deadline = time.monotonic() + 30
-    while (status := client.get(f"/v1/jobs/{seen[0]['id']}").json()["status"]) != "cancelled":
-        assert status == "running" and time.monotonic() < deadline, status
-        time.sleep(0.05)
+    ctrl_c_cancels(server, client, "job", lambda job: job["progress"]["step"] > 0, "jobs", "run",
+                   session_id, "--dataset", dataset_id, "--epochs", "5000", "--batch-size", "32")
 
 
 def test_ctrl_c_while_following_a_detached_job_leaves_it_running(
         server: LiveServer, client: httpx.Client, session_id: str, dataset_id: str) -> None:
     job = json.loads(ok(cli(server, "--json", "jobs", "run", session_id, "--dataset", dataset_id,
                             "--epochs", "5000", "--batch-size", "32", "--detach")).stdout)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--url", server.url, "jobs", "follow", job["id"]],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    child = spawn(server, "jobs", "follow", job["id"])
     assert child.stderr and child.stderr.readline().startswith(f"following job {job['id']}")
     time.sleep(0.3)  # let the child be inside the event stream
     child.send_signal(signal.SIGINT)

@@ -154,6 +154,10 @@ def test_every_command_prints_raw_json(server: LiveServer, files: Path, model_id
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(models, "build", lambda name: b"not really a model")  # no TensorFlow
     sid, ckpt = job["session_id"], job["checkpoint_ids"][0]
+    fleet = ("--model", model_id, "--dataset", job["dataset_id"], "--clients", "2",
+             "--per-round", "2", "--rounds", "1")
+    detached = json.loads(ok(cli(server, "--json", "fleets", "run", USER, *fleet,
+                                 "--detach")).stdout)["id"]
     calls = {
         ("models", "upload"): (str(files / "mlp.tflite"),),
         ("models", "list"): (),
@@ -172,6 +176,15 @@ def test_every_command_prints_raw_json(server: LiveServer, files: Path, model_id
         ("checkpoints", "list"): (USER,),
         ("checkpoints", "create"): (sid,),
         ("checkpoints", "download"): (ckpt, "-o", str(tmp_path / "c.ckpt")),
+        ("fleets", "run"): (USER, *fleet),
+        ("fleets", "follow"): (detached,),
+        ("fleets", "show"): (detached,),
+        ("fleets", "list"): (USER,),
+        ("fleets", "rounds"): (detached,),
+        ("fleets", "clients"): (detached,),
+        ("fleets", "report"): (detached,),
+        ("fleets", "cancel"): (detached,),
+        ("devices",): (),
     }
     assert set(calls) == set(leaf_commands(typer.main.get_command(app)))
     for words, args in calls.items():

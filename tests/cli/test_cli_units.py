@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from app.cli import app
 from app.cli.api import Api
-from app.cli.jobs import ProgressBar, epoch_rows, job_updates
+from app.cli.follow import updates
+from app.cli.jobs import ProgressBar, epoch_rows
 from app.cli.output import table
 from app.cli.state import State, hint
 
@@ -23,7 +24,8 @@ JOB = {"id": "job_1", "status": "running", "epochs": 5, "metrics": {"epoch_loss"
        "progress": {"epoch": 2, "step": 100, "total_steps": 315}}
 
 
-@pytest.mark.parametrize("args", [[], ["jobs", "run"], ["checkpoints", "download"]])
+@pytest.mark.parametrize("args", [[], ["jobs", "run"], ["checkpoints", "download"],
+                                  ["fleets", "run"]])
 def test_help_shows_flags_as_flags(args: list[str]) -> None:
     out = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "100"}).stdout
     assert "<bool>" not in out, out
@@ -109,20 +111,20 @@ def sse_client(*bodies: bytes, final: dict[str, Any] | None = None) -> tuple[Api
     return client, asked
 
 
-def test_job_updates_read_events_comments_multiline_data_and_crlf() -> None:
+def test_updates_read_events_comments_multiline_data_and_crlf() -> None:
     body = (b": keep-alive\r\n\r\nevent: progress\r\ndata: {\"step\":\r\ndata: 1}\r\n\r\n"
             b"data: {\"step\": 2}\n\n: ping\n\nevent: end\ndata:{\"step\": 3}\n\n"
             b"event: progress\ndata: {\"step\": 4}\n\n")
     client, asked = sse_client(body)
-    assert list(job_updates(client, "job_1", "hint")) == [{"step": 1}, {"step": 2}, {"step": 3}]
+    assert list(updates(client, "job", "job_1", "hint")) == [{"step": 1}, {"step": 2}, {"step": 3}]
     assert asked == ["/v1/jobs/job_1/events"]
 
 
-def test_job_updates_look_at_the_job_when_the_stream_ends_early() -> None:
+def test_updates_look_at_the_job_when_the_stream_ends_early() -> None:
     final = {"status": "succeeded", "step": 9}
     client, asked = sse_client(b"event: progress\ndata: {\"status\": \"running\"}\n\n",
                                final=final)
-    assert list(job_updates(client, "job_1", "hint")) == [{"status": "running"}, final]
+    assert list(updates(client, "job", "job_1", "hint")) == [{"status": "running"}, final]
     assert asked == ["/v1/jobs/job_1/events", "/v1/jobs/job_1"]
 
 

@@ -27,7 +27,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "docker-compose.yml"
 
-SERVICES = {"postgres", "minio", "createbucket", "api"}
+SERVICES = {"postgres", "minio", "createbucket", "ray-head", "ray-worker", "api"}
 ONE_SHOT = {"createbucket"}
 
 # What the api container must get, with the values compose must pass.
@@ -38,6 +38,8 @@ API_ENV = {
     "FLEETLITE_S3_REGION": "us-east-1",
     "FLEETLITE_S3_ACCESS_KEY_ID": None,  # checked against minio's root user
     "FLEETLITE_S3_SECRET_ACCESS_KEY": None,  # checked against minio's root password
+    "FLEETLITE_EXECUTOR": "ray",  # client updates and jobs on the compose's Ray cluster
+    "FLEETLITE_RAY_ADDRESS": "ray-head:6379",
     "FLEETLITE_WORK_DIR": None,  # checked against the api's volume
     "FLEETLITE_AUTOSAVE_SECONDS": None,  # any positive number
     "FLEETLITE_LOG_LEVEL": None,  # any level
@@ -235,7 +237,7 @@ def final_stage(dockerfile: list[tuple[str, str]]) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- compose
 
 
-def test_compose_has_the_four_services(compose: dict[str, Any]) -> None:
+def test_compose_has_its_services(compose: dict[str, Any]) -> None:
     assert "version" not in compose, "compose spec files have no version: key"
     assert set(compose["services"]) == SERVICES
 
@@ -345,7 +347,23 @@ def test_api_depends_on(api: dict[str, Any]) -> None:
         "postgres": "service_healthy",
         "minio": "service_healthy",
         "createbucket": "service_completed_successfully",
+        "ray-head": "service_healthy",
     }
+
+
+def test_ray_cluster_runs_the_api_image(services: dict[str, dict[str, Any]],
+                                        api: dict[str, Any]) -> None:
+    """A head and workers from the same image (the workers run the service's code), started
+    the way Ray's docs say, with room for the object store; workers join the head."""
+    head, worker = services["ray-head"], services["ray-worker"]
+    for ray in (head, worker):
+        assert ray["image"] == api["image"]
+        assert ray.get("shm_size"), "Ray keeps its object store in /dev/shm"
+        assert "--block" in ray["command"] and ray["command"][:2] == ["ray", "start"]
+    assert "--head" in head["command"] and "--port=6379" in head["command"]
+    assert "--address=ray-head:6379" in worker["command"]
+    assert worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    assert "health-check" in _command_text(head["healthcheck"]["test"])
 
 
 def test_named_volumes_declared_and_used(compose: dict[str, Any]) -> None:

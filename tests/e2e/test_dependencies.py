@@ -436,7 +436,7 @@ def test_exhausted_connection_pool_is_a_503_not_a_500() -> None:
     if not pg_available():
         pytest.fail("PostgreSQL does not answer on 127.0.0.1:5432; start it (.ci/run does)")
     with pg_database() as url:
-        db = Database(url)
+        db = Database(url, statement_seconds=120)  # held on purpose: no watchdog in the way
         try:
             with ExitStack() as held:
                 for _ in range(20):  # pool_size + max_overflow

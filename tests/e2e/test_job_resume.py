@@ -78,7 +78,7 @@ def assert_finished_like_an_uninterrupted_run(c: httpx.Client, job_id: str, mode
 
     ref_sid = new_session(c, user, model_id)
     ref = wait_job(c, start_job(c, ref_sid, dataset_id, epochs=EPOCHS, batch_size=BATCH,
-                                seed=SEED)["id"], timeout=90)
+                                seed=SEED)["id"])
     assert ref["status"] == "succeeded", ref
     assert infer(c, done["session_id"]) == infer(c, ref_sid)  # bit-equal floats from JSON
     assert done["metrics"]["epoch_loss"] == ref["metrics"]["epoch_loss"]
@@ -230,7 +230,7 @@ def test_job_killed_in_its_first_epoch_resumes_from_where_it_started(
             assert done["status"] == "succeeded", done
             assert c.get(f"/v1/sessions/{sids[0]}").json()["steps"] == 3 + 2 * 3000
             ref = wait_job(c, start_job(c, sids[1], dataset_id, epochs=2, batch_size=1,
-                                        seed=SEED)["id"], timeout=60)
+                                        seed=SEED)["id"])
             assert ref["status"] == "succeeded", ref
             assert infer(c, sids[0]) == infer(c, sids[1])
             assert done["metrics"]["epoch_loss"] == ref["metrics"]["epoch_loss"]

@@ -32,10 +32,10 @@ def plan(clock, rnd, cpr, examples, **kw):
 
 
 def seconds(nbytes, kbps):
-    """API.md: bytes x 8 / 1000 / kbps."""
+    """docs/api.md: bytes x 8 / 1000 / kbps."""
     return nbytes * 8 / 1000 / kbps
 
 
 def energy(c, compute_s, bytes_moved):
-    """API.md: compute_s x train_watts + MB moved x radio_joules_per_mb."""
+    """docs/api.md: compute_s x train_watts + MB moved x radio_joules_per_mb."""
     return compute_s * c.train_watts + bytes_moved / 1e6 * c.radio_joules_per_mb

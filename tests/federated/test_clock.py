@@ -1,4 +1,4 @@
-"""The virtual clock against API.md's formulas under "always", with values computed by hand.
+"""The virtual clock against docs/api.md's formulas under "always", with values computed by hand.
 
 Figures are chosen so that durations are exact in binary: times compare with ==.
 """

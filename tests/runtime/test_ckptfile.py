@@ -101,3 +101,26 @@ def test_write_refuses_nothing_and_glob_scratch(tmp_path: Path) -> None:
     odd.mkdir()
     with pytest.raises(ValueError, match="glob character"):
         ckptfile.write({"w": np.zeros(2)}, odd)
+
+
+@pytest.mark.parametrize("name", ["mlp", "head", "cnn"])
+def test_numpy_reader_equals_tensorflows_exactly(name: str, tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from app.runtime import ckpt_v1
+
+    lite = LiteSession(models.build_cached(name))
+    path = tmp_path / "w.ckpt"
+    lite.save(path)
+    data = path.read_bytes()
+    fast = ckpt_v1.read(data)
+    assert fast is not None  # every variable of our models: float32, whole
+    reader = tf.train.load_checkpoint(str(path))
+    want = {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
+    assert set(fast) == set(want)
+    for n, arr in want.items():
+        assert fast[n].dtype == arr.dtype and fast[n].shape == arr.shape
+        assert np.array_equal(fast[n], arr), n
+        assert fast[n].flags.writeable
+    assert ckpt_v1.read(data[:-1]) is None  # not a checkpoint: the caller falls back
+    assert ckpt_v1.read(b"") is None

@@ -9,15 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from app.errors import InvalidInput, ModelExecutionError
 from app.runtime.interpreter import LiteSession, load_interpreter
-from app.runtime.pool import LiveSession, SessionPool
+from app.runtime.pool import SessionPool
 from app.runtime.serial import SerialExecutor
+from app.runtime.session import LiveSession
 from app.runtime.signatures import Signatures, read_signatures
 
 WAIT = 60
+
+
+def _json(body: object) -> bytes:
+    return orjson.dumps(body)
 
 
 def mlp_batch(n: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -155,19 +161,19 @@ def test_live_session_train_counts_steps_sets_loss_and_dirty(
     body = {"inputs": {"x": x.tolist(), "y": y.tolist()}}
     stamp = session.updated_at
 
-    outputs, step = session.train(body)
+    outputs, step = session.train(_json(body))
     assert step == 1 == session.steps
     assert isinstance(outputs["loss"], float)  # encoded for JSON
     assert session.last_loss == pytest.approx(outputs["loss"])
     assert session.dirty
     assert session.updated_at >= stamp
 
-    _, step = session.strand.submit(session.train, body).result(WAIT)
+    _, step = session.strand.submit(session.train, _json(body)).result(WAIT)
     assert step == 2 and session.dirty
 
     session.saved_steps = session.steps  # what a checkpoint does
     assert not session.dirty
-    session.train(body)
+    session.train(_json(body))
     assert session.dirty and session.steps == 3
 
 
@@ -186,7 +192,8 @@ def test_train_steps_yields_to_a_call_queued_on_the_strand_after_the_step_under_
     def batches() -> Any:  # the third batch arrives with an infer call queued behind the chunk
         for i, b in enumerate(_mlp_batches(50)):
             if i == 2:
-                queued.append(s.strand.submit(s.call, "infer", {"inputs": {"x": x.tolist()}}))
+                body = _json({"inputs": {"x": x.tolist()}})
+                queued.append(s.strand.submit(s.call, "infer", body))
             yield b
 
     rest = batches()
@@ -221,12 +228,12 @@ def test_live_session_rejected_input_does_not_count_a_step(
     session = live(mlp_bytes, mlp_signatures, strand_pool)
     x, _ = mlp_batch(2)
     with pytest.raises(InvalidInput) as info:
-        session.train({"inputs": {"x": x.tolist()}})
+        session.train(_json({"inputs": {"x": x.tolist()}}))
     assert "missing input(s) 'y'" in info.value.detail
     with pytest.raises(InvalidInput):
-        session.train({"inputs": {"x": x.tolist(), "y": [[0.0] * 9] * 2}})
+        session.train(_json({"inputs": {"x": x.tolist(), "y": [[0.0] * 9] * 2}}))
     with pytest.raises(InvalidInput, match="batch size"):  # caught before the interpreter
-        session.train({"inputs": {"x": x.tolist(), "y": [[0.0] * 10] * 3}})
+        session.train(_json({"inputs": {"x": x.tolist(), "y": [[0.0] * 10] * 3}}))
     assert session.steps == 0 and session.last_loss is None and not session.dirty
 
 
@@ -235,7 +242,7 @@ def test_live_session_mismatched_batch_sizes_do_not_train(
     session = live(mlp_bytes, mlp_signatures, strand_pool)
     x, y = mlp_batch(4)
     with pytest.raises((InvalidInput, ModelExecutionError)):
-        session.train({"inputs": {"x": x.tolist(), "y": y[:1].tolist()}})
+        session.train(_json({"inputs": {"x": x.tolist(), "y": y[:1].tolist()}}))
     assert session.steps == 0
 
 
@@ -243,7 +250,7 @@ def test_live_session_call_infer_encodes_outputs(
         mlp_bytes: bytes, mlp_signatures: Signatures, strand_pool: ThreadPoolExecutor) -> None:
     session = live(mlp_bytes, mlp_signatures, strand_pool)
     x, _ = mlp_batch(3)
-    out = session.call("infer", {"inputs": {"x": x.tolist()}})
+    out = session.call("infer", _json({"inputs": {"x": x.tolist()}}))
     assert out["output"].shape == (3, 10)
     np.testing.assert_allclose(out["output"].sum(axis=1), 1.0, rtol=1e-5)  # softmax rows
     assert session.steps == 0
@@ -253,10 +260,10 @@ def test_live_session_head_int32_labels(
         head_bytes: bytes, head_signatures: Signatures, strand_pool: ThreadPoolExecutor) -> None:
     session = live(head_bytes, head_signatures, strand_pool)
     features = np.random.default_rng(1).random((3, 64), dtype=np.float32).tolist()
-    _, step = session.train({"inputs": {"bottleneck": features, "label": [0, 3, 1]}})
+    _, step = session.train(_json({"inputs": {"bottleneck": features, "label": [0, 3, 1]}}))
     assert step == 1 and session.last_loss is not None and np.isfinite(session.last_loss)
     with pytest.raises(InvalidInput) as info:
-        session.train({"inputs": {"bottleneck": features, "label": [0.0, 3.5, 1.0]}})
+        session.train(_json({"inputs": {"bottleneck": features, "label": [0.0, 3.5, 1.0]}}))
     assert "'label'" in info.value.detail and "int32" in info.value.detail
     assert session.steps == 1
 

@@ -1,0 +1,250 @@
+"""`fleets`: start a population of simulated devices training in federated rounds, follow it
+live, read its rounds, clients and report, cancel it; `devices`: the device catalogue."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from app.cli.api import fail, seg
+from app.cli.fleet_views import (
+    CLIENT_COLUMNS,
+    ROUND_COLUMNS,
+    FleetBar,
+    client_row,
+    headline,
+    render_devices,
+    render_fleet,
+    render_links,
+    render_report,
+    render_summary,
+    round_row,
+)
+from app.cli.follow import (
+    Bar,
+    follow_existing,
+    run_to_end,
+    show_cancelled,
+    show_final,
+    show_started,
+)
+from app.cli.groups import Typer
+from app.cli.output import fields, show, when
+from app.cli.resources import Cursor, Limit, page_params, show_page
+from app.cli.state import api, hint
+
+fleets_app = Typer(help="Fleets: simulated devices trained in federated rounds.")
+STOPS = "after the round under way"
+PARTITIONS = ("iid", "dirichlet", "shards", "natural")
+PARTITION_OF = {"alpha": "dirichlet", "classes_per_client": "shards", "by": "natural"}
+
+
+def read_spec(file: Path | None) -> dict[str, Any]:
+    """The FleetSpec in a JSON file, or an empty one."""
+    if file is None:
+        return {}
+    try:
+        spec = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        fail(f"cannot read the spec {file}: {exc}")
+    if not isinstance(spec, dict):
+        fail(f"the spec {file} is not a JSON object (a FleetSpec)")
+    return spec
+
+
+def param(text: str) -> tuple[str, Any]:
+    """`key=value`, the value as JSON when it is (0.1, true, [1]), else as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        fail(f"--param {text!r}: expected key=value, e.g. --param server_lr=0.1")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def partition(current: dict[str, Any] | None, kind: str | None,
+              given: dict[str, Any]) -> dict[str, Any] | None:
+    """The partition of the spec with the flags applied: --partition starts a new one of that
+    kind; --alpha, --classes-per-client and --by set theirs (and imply their kind)."""
+    if kind is not None and kind not in PARTITIONS:
+        fail(f"--partition {kind!r}: choose one of {', '.join(PARTITIONS)}")
+    if kind is None and not given:
+        return current
+    base = dict(current or {})
+    if kind is not None and base.get("kind") != kind:
+        base = {"kind": kind}
+    base.update(given)
+    if "kind" not in base:
+        base["kind"] = PARTITION_OF[next(iter(given))]
+    return base
+
+
+def strategy(current: dict[str, Any] | None, name: str | None,
+             params: list[str]) -> dict[str, Any] | None:
+    """The strategy of the spec with the flags applied: --strategy starts a new one unless it
+    names the same; each --param key=value sets one of its parameters."""
+    if name is None and not params:
+        return current
+    base = dict(current or {"name": "fedavg"})
+    if name is not None and base.get("name") != name:
+        base = {"name": name}
+    base.update(param(p) for p in params)
+    return base
+
+
+def fleet_done(ctx: typer.Context, fleet: dict[str, Any]) -> NoReturn:
+    """Print a finished fleet, then its report's summary; exit 0 if it succeeded, 1 if not."""
+    def render(f: dict[str, Any]) -> None:
+        headline(f)
+        report = api(ctx).json_or_none(f"/v1/fleets/{seg(f['id'])}/report")
+        if report:
+            render_summary(report)
+        else:
+            fields([("summary", "unavailable: the report could not be read; "
+                                f"{hint(ctx, 'fleets', 'report', f['id'])} says why")])
+        render_links(ctx, f["id"])
+    show_final(ctx, fleet, render)
+
+
+def bar(ctx: typer.Context) -> Callable[[dict[str, Any]], Bar]:
+    """A factory of the live bars of this invocation's fleets."""
+    return lambda fleet: FleetBar(fleet, api(ctx))
+
+
+@fleets_app.command("run")
+def fleets_run(
+    ctx: typer.Context, user: str,
+    model: Annotated[str | None, typer.Option("--model", help="Base model id.")] = None,
+    dataset: Annotated[str | None, typer.Option(
+        "--dataset", help="The population's examples (one of USER's datasets).")] = None,
+    test_dataset: Annotated[str | None, typer.Option(
+        "--test-dataset", help="Pooled held-out examples for the global accuracy.")] = None,
+    clients: Annotated[int | None, typer.Option("--clients", min=1, help="Devices (default 10).")
+                       ] = None,
+    per_round: Annotated[int | None, typer.Option(
+        "--per-round", min=1, help="Clients sampled each round (default 10).")] = None,
+    rounds: Annotated[int | None, typer.Option("--rounds", min=1, help="(default 10)")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", min=1, help="Local epochs of each client update (default 1).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="(default 32)")
+                          ] = None,
+    kind: Annotated[str | None, typer.Option(
+        "--partition", help="iid, dirichlet, shards or natural (default iid).")] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", help="dirichlet's label skew.")
+                     ] = None,
+    classes_per_client: Annotated[int | None, typer.Option(
+        "--classes-per-client", min=1, help="shards: classes per client.")] = None,
+    by: Annotated[str | None, typer.Option(
+        "--by", help="natural: the array whose values are the clients.")] = None,
+    holdout: Annotated[float | None, typer.Option(
+        "--holdout", min=0.0, max=1.0, help="Fraction of each client's examples kept for "
+        "its own evaluation (default 0).")] = None,
+    strategy_name: Annotated[str | None, typer.Option(
+        "--strategy", help="fedavg, fedavgm, fedadam, fedyogi, fedadagrad, fedmedian, "
+        "fedtrimmedavg or local (default fedavg).")] = None,
+    params: Annotated[list[str] | None, typer.Option(
+        "--param", metavar="KEY=VALUE", help="A strategy parameter (repeat it).")] = None,
+    personal: Annotated[list[str] | None, typer.Option(
+        "--personal", metavar="PREFIX", help="A variable-name prefix that stays on each "
+        "device, FedPer (repeat it).")] = None,
+    finetune_epochs: Annotated[int | None, typer.Option(
+        "--finetune-epochs", min=0, help="Epochs each client trains alone at the end (default 0).")
+                               ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="(default 0)")] = None,
+    spec_file: Annotated[Path | None, typer.Option(
+        "--spec", metavar="FILE.json", exists=True, dir_okay=False, readable=True,
+        help="A whole FleetSpec as JSON; the flags override it.")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Start it and return.")] = False,
+) -> None:
+    """Start a fleet of USER's simulated devices and follow it live unless --detach, ending
+    with its report's summary.
+
+    Exits 0 when the fleet succeeds, 1 when it fails or is cancelled; Ctrl-C cancels it (130).
+    """
+    spec = read_spec(spec_file)
+    flags = {"model_id": model, "dataset_id": dataset, "test_dataset_id": test_dataset,
+             "clients": clients, "clients_per_round": per_round, "rounds": rounds,
+             "local_epochs": epochs, "batch_size": batch_size, "holdout": holdout,
+             "personal": personal, "finetune_epochs": finetune_epochs, "seed": seed,
+             "partition": partition(spec.get("partition"), kind, {k: v for k, v in (
+                 ("alpha", alpha), ("classes_per_client", classes_per_client), ("by", by))
+                 if v is not None}),
+             "strategy": strategy(spec.get("strategy"), strategy_name, params or [])}
+    spec.update({k: v for k, v in flags.items() if v is not None})
+    for key, flag in (("model_id", "--model"), ("dataset_id", "--dataset")):
+        if not spec.get(key):
+            fail(f"{flag} is missing (or {key} in --spec)")
+    fleet = api(ctx).json("POST", f"/v1/users/{seg(user)}/fleets", json=spec)
+    if detach:
+        show_started(ctx, "fleet", fleet)
+        return
+    fleet_done(ctx, run_to_end(ctx, "fleet", fleet, bar(ctx), STOPS))
+
+
+@fleets_app.command("follow")
+def fleets_follow(ctx: typer.Context, fleet_id: str) -> None:
+    """Follow a fleet live until it ends; Ctrl-C stops following and leaves it running.
+
+    Exits 0 when the fleet succeeds, 1 when it fails or is cancelled.
+    """
+    fleet_done(ctx, follow_existing(ctx, "fleet", fleet_id, bar(ctx)))
+
+
+@fleets_app.command("show")
+def fleets_show(ctx: typer.Context, fleet_id: str) -> None:
+    """Show a fleet: its spec, where it is, its links."""
+    show(ctx, api(ctx).json("GET", f"/v1/fleets/{seg(fleet_id)}"),
+         lambda f: render_fleet(ctx, f))
+
+
+@fleets_app.command("list")
+def fleets_list(ctx: typer.Context, user: str, limit: Limit = 50, cursor: Cursor = None
+                ) -> None:
+    """List USER's fleets, newest first."""
+    page = api(ctx).json("GET", f"/v1/users/{seg(user)}/fleets",
+                         params=page_params(limit, cursor))
+    show_page(ctx, page, ("id", "status", "rounds", "clients", "strategy", "created"),
+              lambda f: (f["id"], f["status"],
+                         f"{len(f['global_checkpoint_ids'])}/{f['spec']['rounds']}",
+                         f"{f['spec']['clients_per_round']}/{f['spec']['clients']}",
+                         f["spec"]["strategy"]["name"], when(f["created_at"])))
+
+
+@fleets_app.command("cancel")
+def fleets_cancel(ctx: typer.Context, fleet_id: str) -> None:
+    """Ask a fleet to stop after the round under way (it ends cancelled, keeping its rounds)."""
+    show_cancelled(ctx, "fleet", api(ctx).json("POST", f"/v1/fleets/{seg(fleet_id)}/cancel"))
+
+
+@fleets_app.command("rounds")
+def fleets_rounds(ctx: typer.Context, fleet_id: str) -> None:
+    """Every finished round: loss, accuracy, updates completed of those selected, virtual end."""
+    page = api(ctx).json("GET", f"/v1/fleets/{seg(fleet_id)}/rounds")
+    show_page(ctx, page, ROUND_COLUMNS, round_row)
+
+
+@fleets_app.command("clients")
+def fleets_clients(ctx: typer.Context, fleet_id: str, limit: Limit = 50,
+                   cursor: Cursor = None) -> None:
+    """The fleet's clients: device, examples, labels, rounds, global vs personalized accuracy
+    on their held-out examples, and the session that holds each one's personalized model."""
+    page = api(ctx).json("GET", f"/v1/fleets/{seg(fleet_id)}/clients",
+                         params=page_params(limit, cursor))
+    show_page(ctx, page, CLIENT_COLUMNS, client_row)
+
+
+@fleets_app.command("report")
+def fleets_report(ctx: typer.Context, fleet_id: str) -> None:
+    """The report: final accuracy, whom personalization helped or hurt, per device class."""
+    show(ctx, api(ctx).json("GET", f"/v1/fleets/{seg(fleet_id)}/report"),
+         lambda r: render_report(ctx, r))
+
+
+def devices(ctx: typer.Context) -> None:
+    """The built-in device catalogue of the virtual clock: one row per device class."""
+    show(ctx, api(ctx).json("GET", "/v1/devices"), lambda d: render_devices(ctx, d))

@@ -1,0 +1,245 @@
+"""A fleet's round made durable: blobs first (the global checkpoint, the devices' own
+checkpoints where they keep variables, the strategy's and the clock's state), then every
+row of the round in one transaction. Until that commit the round does not exist, so a
+fleet killed in the middle resumes from the round before, with nothing half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select, update
+
+from app.db.tables import (
+    CheckpointRow,
+    FleetClientRow,
+    FleetRoundRow,
+    FleetRow,
+    SessionRow,
+    new_id,
+    utcnow,
+)
+from app.federated.round_plan import RoundPlan
+from app.runtime.client_update import UpdateResult
+from app.services import rows
+from app.services.context import Context
+from app.services.fleet_eval import RoundAccuracy
+from app.services.fleet_setup import FleetSetup
+
+
+@dataclass
+class ClientState:
+    """A device that has taken part: its session and its own last checkpoint."""
+
+    session_id: str
+    rounds_participated: int
+    checkpoint_id: str | None
+    checkpoint_key: str | None
+    steps: int = 0  # its session's train steps so far
+
+
+def session_id_for(fleet_id: str, client_id: int) -> str:
+    """A device's session id: made from its fleet's and its own, so that a round re-run
+    after a restart gives the same device the same session."""
+    return f"ses_{fleet_id.removeprefix('flt_')}_{client_id:07d}"
+
+
+def fleet_prefix(row: FleetRow) -> str:
+    """Where a fleet keeps its own blobs (state, initial weights, per-client figures)."""
+    return f"users/{row.user_id}/fleets/{row.id}/"
+
+
+def load_clients(ctx: Context, fleet_id: str) -> dict[int, ClientState]:
+    """The devices of a fleet that have taken part, with their checkpoints' keys."""
+    with ctx.db.begin() as db:
+        found = db.execute(
+            select(FleetClientRow, CheckpointRow.blob_key, SessionRow.steps)
+            .outerjoin(CheckpointRow, CheckpointRow.id == FleetClientRow.checkpoint_id)
+            .outerjoin(SessionRow, SessionRow.id == FleetClientRow.session_id)
+            .where(FleetClientRow.fleet_id == fleet_id)).all()
+    return {c.client_id: ClientState(c.session_id, c.rounds_participated, c.checkpoint_id, key,
+                                     steps or 0) for c, key, steps in found}
+
+
+def checkpoint_key(ctx: Context, checkpoint_id: str) -> str:
+    """A checkpoint's blob key."""
+    return rows.get(ctx, CheckpointRow, checkpoint_id, "checkpoint").blob_key
+
+
+def put_initial(ctx: Context, row: FleetRow, initial: bytes) -> str:
+    """Store the model's initial weights where the first round's updates fetch them."""
+    key = fleet_prefix(row) + "initial.ckpt"
+    ctx.store.put(key, initial)
+    return key
+
+
+def mark_started(ctx: Context, row: FleetRow) -> None:
+    """The fleet runs."""
+    row.started_at = utcnow()
+    with ctx.db.begin() as db:
+        db.execute(update(FleetRow).where(FleetRow.id == row.id).values(
+            status="running", started_at=row.started_at))
+
+
+def load_state(ctx: Context, row: FleetRow) -> dict[str, Any]:
+    """The strategy's and the clock's state after the fleet's last finished round."""
+    assert row.state_key is not None
+    with np.load(io.BytesIO(ctx.store.get(row.state_key)), allow_pickle=False) as npz:
+        scalars = json.loads(str(npz["__scalars__"]))
+        arrays = {k: npz[k] for k in npz.files if k != "__scalars__"}
+    out: dict[str, Any] = {"strategy": {}, "clock": dict(scalars)}
+    for key, value in arrays.items():
+        part, _, name = key.partition("/")
+        out[part][name] = value
+    return out
+
+
+def _state_blob(state: dict[str, Any]) -> bytes:
+    arrays, scalars = {}, {}
+    for name, value in state["strategy"].items():
+        arrays[f"strategy/{name}"] = value
+    for name, value in state["clock"].items():
+        if isinstance(value, np.ndarray):
+            arrays[f"clock/{name}"] = value
+        else:
+            scalars[name] = value
+    buf = io.BytesIO()
+    np.savez(buf, __scalars__=np.array(json.dumps(scalars)), **arrays)
+    return buf.getvalue()
+
+
+def checkpoint_values(row: FleetRow, data: bytes, *, kind: str, round_: int,
+                      session_id: str | None, step: int = 0) -> dict[str, Any]:
+    """A checkpoint row of this fleet (its blob key is made from the new id)."""
+    ckpt_id = new_id("ckpt")
+    return {"id": ckpt_id, "user_id": row.user_id, "model_id": row.spec["model_id"],
+            "session_id": session_id, "step": step, "loss": None, "kind": kind,
+            "label": f"{row.id} {kind} {round_}", "sha256": hashlib.sha256(data).hexdigest(),
+            "size_bytes": len(data), "blob_key": f"users/{row.user_id}/checkpoints/{ckpt_id}.ckpt",
+            "created_at": utcnow(), "fleet_id": row.id, "round": round_}
+
+
+def commit_round(ctx: Context, row: FleetRow, setup: FleetSetup, plan: RoundPlan,
+                 results: dict[int, UpdateResult], global_data: bytes, acc: RoundAccuracy,
+                 clients: dict[int, ClientState], state: dict[str, Any],
+                 timings: dict[str, float], started: datetime) -> str:
+    """Make round `plan.round` durable; returns the global checkpoint's key. `row` and
+    `clients` are brought up to date in memory."""
+    r = plan.round
+    ckpts = [checkpoint_values(row, global_data, kind="global", round_=r, session_id=None)]
+    owns = {}
+    if setup.keep:  # each device's own variables live on in its checkpoint
+        for c, res in results.items():
+            owns[c] = checkpoint_values(row, res.data, kind="update", round_=r,
+                                        session_id=session_id_for(row.id, c),
+                                        step=steps_after(clients, c, res))
+    state_key = fleet_prefix(row) + f"state-{r}.npz"
+    written = [ckpts[0]["blob_key"], *(v["blob_key"] for v in owns.values()), state_key]
+    try:
+        ctx.store.put(ckpts[0]["blob_key"], global_data)
+        for c, values in owns.items():
+            ctx.store.put(values["blob_key"], results[c].data)
+        ctx.store.put(state_key, _state_blob(state))
+        superseded = _write_round(ctx, row, setup, plan, results, acc, clients,
+                                  [*ckpts, *owns.values()], owns, state_key, started, timings)
+    except BaseException:
+        for key in written:
+            ctx.store.delete(key)
+        raise
+    for key in superseded:  # rows gone with the commit: blobs second
+        ctx.store.delete(key)
+    for c, values in owns.items():
+        live = ctx.pool.get(session_id_for(row.id, c))
+        if live is not None:  # it holds these very weights: its head now
+            live.strand.submit(live.adopt_head, values["id"], values["step"])
+    return str(ckpts[0]["blob_key"])
+
+
+def _write_round(ctx: Context, row: FleetRow, setup: FleetSetup, plan: RoundPlan,
+                 results: dict[int, UpdateResult], acc: RoundAccuracy,
+                 clients: dict[int, ClientState], ckpts: list[dict[str, Any]],
+                 owns: dict[int, dict[str, Any]], state_key: str, started: Any,
+                 timings: dict[str, float]) -> list[str]:
+    r, now = plan.round, utcnow()
+    loss = _train_loss(results)
+    superseded = [row.state_key] if row.state_key else []
+    old = [clients[c].checkpoint_id for c in owns if c in clients and clients[c].checkpoint_id]
+    with ctx.db.begin() as db:
+        db.execute(CheckpointRow.__table__.insert(), ckpts)  # type: ignore[attr-defined]
+        db.add(FleetRoundRow(
+            fleet_id=row.id, round=r, status=plan.status, selected=[int(c) for c in plan.ids],
+            completed=[int(c) for c in plan.completed], train_loss=loss,
+            global_accuracy=acc.global_accuracy, client_accuracy=acc.client_quantiles,
+            checkpoint_id=ckpts[0]["id"], started_at=started, finished_at=now,
+            virtual_start_s=plan.virtual_start_s, virtual_end_s=plan.virtual_end_s,
+            outcomes=plan.outcomes, **plan.totals, updates=_updates(plan),
+            timings={k: round(v, 6) for k, v in timings.items()}))
+        for c, res in sorted(results.items()):
+            _upsert_client(db, row, setup, c, res, clients, owns.get(c))
+        if old:
+            superseded += list(db.scalars(select(CheckpointRow.blob_key)
+                                          .where(CheckpointRow.id.in_(old))))
+            db.execute(delete(CheckpointRow).where(CheckpointRow.id.in_(old)))
+        last = {"round": r, "train_loss": loss, "global_accuracy": acc.global_accuracy,
+                "client_accuracy_mean": (acc.client_quantiles or {}).get("mean"),
+                "virtual_end_s": plan.virtual_end_s}
+        db.execute(update(FleetRow).where(FleetRow.id == row.id).values(
+            rounds_done=r, global_checkpoint_ids=[*row.global_checkpoint_ids, ckpts[0]["id"]],
+            state_key=state_key, last_round=last))
+    row.rounds_done, row.state_key, row.last_round = r, state_key, last
+    row.global_checkpoint_ids = [*row.global_checkpoint_ids, ckpts[0]["id"]]
+    for c, values in owns.items():
+        clients[c].checkpoint_id, clients[c].checkpoint_key = values["id"], values["blob_key"]
+    return superseded
+
+
+def steps_after(clients: dict[int, ClientState], c: int, res: UpdateResult) -> int:
+    """Client c's session's train steps once this update is counted."""
+    state = clients.get(c)
+    return (state.steps if state else 0) + res.steps
+
+
+def _upsert_client(db: Any, row: FleetRow, setup: FleetSetup, c: int, res: UpdateResult,
+                   clients: dict[int, ClientState], own: dict[str, Any] | None) -> None:
+    sid = session_id_for(row.id, c)
+    head = own["id"] if own else None
+    steps = steps_after(clients, c, res)
+    state = clients.get(c)
+    if state is None:  # its first update: the device's session and row are made now
+        db.add(SessionRow(id=sid, user_id=row.user_id, model_id=setup.model.id,
+                          head_checkpoint_id=head, head_step=own["step"] if own else None,
+                          steps=steps, last_loss=res.loss, created_at=utcnow(),
+                          updated_at=utcnow()))
+        db.add(FleetClientRow(fleet_id=row.id, client_id=c, session_id=sid,
+                              rounds_participated=1, checkpoint_id=head))
+        clients[c] = ClientState(sid, 1, None, None, steps)
+        return
+    state.rounds_participated, state.steps = state.rounds_participated + 1, steps
+    values: dict[str, Any] = {"rounds_participated": state.rounds_participated}
+    db.execute(update(SessionRow).where(SessionRow.id == sid).values(steps=steps,
+                                                                      last_loss=res.loss))
+    if own:
+        values["checkpoint_id"] = head
+        db.execute(update(SessionRow).where(SessionRow.id == sid).values(
+            head_checkpoint_id=head, head_step=own["step"]))
+    db.execute(update(FleetClientRow).where(FleetClientRow.fleet_id == row.id,
+                                            FleetClientRow.client_id == c).values(**values))
+
+
+def _train_loss(results: dict[int, UpdateResult]) -> float | None:
+    known = [(r.loss, r.examples) for r in results.values() if r.loss is not None]
+    total = sum(n for _, n in known)
+    return sum(loss * n for loss, n in known) / total if total else None
+
+
+def _updates(plan: RoundPlan) -> list[list[Any]]:
+    """Per selected client: id, start, end, planned end, outcome, energy, bytes down and up,
+    battery at its end and at the round's start."""
+    return [[u.client_id, u.start_s, u.end_s, u.planned_end_s, u.outcome, u.energy_j,
+             u.bytes_down, u.bytes_up, u.battery_pct, float(plan.settled_pct[u.client_id])]
+            for u in plan.updates()]

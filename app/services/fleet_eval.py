@@ -1,0 +1,92 @@
+"""A fleet's accuracy: the global model on the pooled test set, and on every client's own
+held-out examples (all clients at once, then split per client)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.runtime.evaluate import predict, quantiles
+from app.runtime.interpreter import LiteSession
+from app.runtime.signatures import SignatureSpec
+from app.services.context import Context
+from app.services.fleet_setup import FleetSetup
+
+
+@dataclass
+class RoundAccuracy:
+    """The global model's accuracy after a round."""
+
+    global_accuracy: float | None
+    client_quantiles: dict[str, float] | None
+    per_client: np.ndarray | None = field(default=None, repr=False)  # NaN: no holdout
+
+
+class Evaluator:
+    """The fleet driver's own interpreter (not a session): global weights in, accuracy out.
+    Used by the driver thread only."""
+
+    def __init__(self, ctx: Context, setup: FleetSetup) -> None:
+        self.setup, self.scratch = setup, ctx.settings.work_path
+        self.lite = LiteSession(setup.model.data, ctx.settings.interpreter_threads)
+        spec = setup.model.signatures["infer"]
+        self.fixed = _fixed_batch(spec)
+        self._holdout: tuple[np.ndarray, np.ndarray] | None = None  # (indices, client of each)
+
+    def round_accuracy(self, weights: bytes) -> RoundAccuracy:
+        """Accuracy of these weights on the test set and on each client's holdout (nothing
+        for `local`, whose devices share no model)."""
+        setup = self.setup
+        if setup.output is None or setup.spec["strategy"]["name"] == "local":
+            return RoundAccuracy(None, None)  # no accuracy to measure; no global model
+        self._restore(weights)
+        global_acc = None
+        if setup.test is not None:
+            inputs = {n: setup.test[n] for n in setup.infer_inputs}
+            hit = self._predict(inputs) == setup.test["__classes__"]
+            global_acc = float(hit.mean()) if hit.size else None
+        per_client = self.client_accuracy()
+        shown = per_client[~np.isnan(per_client)] if per_client is not None else np.zeros(0)
+        return RoundAccuracy(global_acc, quantiles(shown), per_client)
+
+    def client_accuracy(self) -> np.ndarray | None:
+        """Per client, the restored weights' accuracy on its holdout (NaN: none held out)."""
+        setup = self.setup
+        if setup.classes is None or not setup.partition.num_holdout.any():
+            return None
+        idx, owner = self.holdout()
+        inputs = {n: setup.arrays[n][idx] for n in setup.infer_inputs}
+        hit = (self._predict(inputs) == setup.classes[idx]).astype(np.float64)
+        n = len(setup.partition)
+        right = np.bincount(owner, weights=hit, minlength=n)
+        count = np.bincount(owner, minlength=n).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, right / count, np.nan)
+
+    def holdout(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every client's held-out examples, and the client of each (built once)."""
+        if self._holdout is None:
+            part = self.setup.partition
+            parts = [part[c].holdout for c in np.flatnonzero(part.num_holdout)]
+            idx = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            self._holdout = (idx, part.client_of[idx])
+        return self._holdout
+
+    def _restore(self, weights: bytes) -> None:
+        path = self.scratch / f"eval-{id(self)}.ckpt"
+        try:
+            path.write_bytes(weights)
+            self.lite.restore(path)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        assert self.setup.output is not None
+        return predict(lambda x: self.lite.run("infer", x), inputs, self.setup.output,
+                       self.fixed)
+
+
+def _fixed_batch(spec: SignatureSpec) -> int | None:
+    dims = {t.shape[0] for t in spec.inputs.values() if t.shape} - {-1}
+    return min(dims) if dims else None

@@ -1,0 +1,89 @@
+"""A fleet's report: accuracy per round and against virtual time, whom personalization
+helped or hurt, and per device class who the global model serves and who it leaves behind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from app.db.tables import FleetRoundRow, FleetRow
+from app.runtime.evaluate import quantiles
+from app.services import fleet_rows
+from app.services.context import Context
+from app.services.fleet_setup import FleetSetup
+
+MILESTONES = (0.5, 0.7, 0.9)
+OUTCOMES = ("completed", "straggler", "dropped_offline", "dropped_battery")
+
+
+def build(ctx: Context, row: FleetRow, setup: FleetSetup, acc_global: np.ndarray | None,
+          acc_personal: np.ndarray | None) -> dict[str, Any]:
+    """The Report of docs/api.md; `final` needs the per-client accuracies (None while running)."""
+    rounds = fleet_rows.rounds_of(ctx, row.id)
+    curve = [r.global_accuracy for r in rounds]
+    report: dict[str, Any] = {
+        "fleet_id": row.id, "rounds": len(rounds), "global_accuracy": curve,
+        "final": None, "virtual_hours": rounds[-1].virtual_end_s / 3600 if rounds else 0.0,
+        "time_to_accuracy": time_to_accuracy(rounds),
+        "device_classes": by_device_class(setup, rounds, acc_global, acc_personal)}
+    if acc_global is not None and acc_personal is not None:
+        report["final"] = final(rounds, acc_global, acc_personal)
+    return report
+
+
+def _score(r: FleetRoundRow) -> float | None:
+    """A round's accuracy: on the test set, else the clients' mean on their holdouts."""
+    if r.global_accuracy is not None:
+        return r.global_accuracy
+    return (r.client_accuracy or {}).get("mean")
+
+
+def time_to_accuracy(rounds: list[FleetRoundRow]) -> dict[str, float | None]:
+    """Virtual seconds until the accuracy first reaches 50, 70 and 90 % of its best."""
+    scores = [(r.virtual_end_s, _score(r)) for r in rounds]
+    known = [s for _, s in scores if s is not None]
+    out: dict[str, float | None] = {f"{int(m * 100)}%": None for m in MILESTONES}
+    if not known:
+        return out
+    best = max(known)
+    for m in MILESTONES:
+        out[f"{int(m * 100)}%"] = next((t for t, s in scores if s is not None
+                                        and s >= m * best), None)
+    return out
+
+
+def final(rounds: list[FleetRoundRow], acc_global: np.ndarray,
+          acc_personal: np.ndarray) -> dict[str, Any]:
+    """The final global accuracy, the clients' distributions, and helped / hurt."""
+    both = ~np.isnan(acc_global) & ~np.isnan(acc_personal)
+    g, p = acc_global[both], acc_personal[both]
+    n = int(both.sum())
+    return {"global_accuracy": rounds[-1].global_accuracy if rounds else None,
+            "client_accuracy_global": quantiles(acc_global[~np.isnan(acc_global)]),
+            "client_accuracy_personal": quantiles(acc_personal[~np.isnan(acc_personal)]),
+            "helped": float((p > g).sum() / n) if n else None,
+            "hurt": float((p < g).sum() / n) if n else None,
+            "clients_measured": n}
+
+
+def by_device_class(setup: FleetSetup, rounds: list[FleetRoundRow],
+                    acc_global: np.ndarray | None,
+                    acc_personal: np.ndarray | None) -> dict[str, dict[str, Any]]:
+    """Per device class: clients, updates by outcome, mean global and personal accuracy."""
+    index = setup.devices.draw(len(setup.partition), setup.spec["seed"])
+    names = setup.devices.names
+    out: dict[str, dict[str, Any]] = {}
+    counts = {name: dict.fromkeys(OUTCOMES, 0) for name in names}
+    for r in rounds:
+        for u in r.updates:
+            counts[names[index[u[0]]]][u[4]] += 1
+    for k, name in enumerate(names):
+        mine = index == k
+        entry: dict[str, Any] = {"clients": int(mine.sum()), **counts[name]}
+        for label, acc in (("global_accuracy", acc_global), ("personal_accuracy", acc_personal)):
+            vals = acc[mine] if acc is not None else np.zeros(0)
+            vals = vals[~np.isnan(vals)]
+            entry[label] = float(vals.mean()) if vals.size else None
+        out[name] = entry
+    return out

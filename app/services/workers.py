@@ -1,0 +1,73 @@
+"""The threads that drive long work (jobs, fleets) one piece each, and the live state of
+every piece this process runs: what status reads and event streams answer from."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, Protocol, TypeVar
+
+log = logging.getLogger("fleetlite.workers")
+ACTIVE = ("queued", "running")
+
+
+class State(Protocol):
+    """What the workers need of a piece's state."""
+
+    status: str
+    cancel: threading.Event
+    stop: threading.Event
+
+
+S = TypeVar("S", bound=State)
+
+
+class Workers(Generic[S]):
+    """A fixed number of threads; `run(state)` drives one piece to an end state (or until
+    stopped at shutdown, leaving it resumable) and records failures itself."""
+
+    def __init__(self, name: str, workers: int, make: Callable[[str], S],
+                 run: Callable[[S], None]) -> None:
+        self._name, self._make, self._run = name, make, run
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        self._states: dict[str, S] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, key: str) -> S:
+        """Queue a piece by id; it starts when a worker is free."""
+        with self._lock:
+            state = self._states.get(key)
+            if state is None:
+                state = self._states[key] = self._make(key)
+        self._pool.submit(self._guarded, key, state)
+        return state
+
+    def state(self, key: str) -> S | None:
+        """The live state of a piece this process runs or ran."""
+        return self._states.get(key)
+
+    def cancel(self, key: str) -> bool:
+        """Ask a piece to stop (after its step, or its round); False if not run here."""
+        state = self._states.get(key)
+        if state is None:
+            return False
+        state.cancel.set()
+        return True
+
+    def shutdown(self) -> None:
+        """Stop every piece at its next step, leaving it resumable, and wait for them."""
+        for state in list(self._states.values()):
+            state.stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _guarded(self, key: str, state: S) -> None:
+        try:
+            self._run(state)
+        except Exception:  # run records failures itself; this is the last resort
+            log.exception("%s %s crashed", self._name, key)
+        finally:
+            if state.status not in ACTIVE:  # the row has the rest
+                with self._lock:
+                    self._states.pop(key, None)

@@ -1,0 +1,146 @@
+"""Fleet benchmark: client updates per second of a fleet through the service beside the
+plain single-threaded loop that does the same work in one process (restore the global
+weights, train the client's epochs, save, read the saved weights, average), in one run."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+from httpx_sse import connect_sse
+
+from app.demo import digits_28
+from app.federated.partition import make_clients
+from app.runtime import ckptfile
+from app.runtime.interpreter import LiteSession
+from app.runtime.runner import Plan
+from bench.harness import Service
+
+CONFIGS = {  # name: (clients, rounds, examples)
+    "small clients": (40, 8, 1600),  # ~40 examples each: 3 steps of 16, overhead-heavy
+    "large clients": (8, 8, 1600),  # ~200 examples each: 13 steps of 16
+}
+BATCH, SEED = 16, 3
+
+
+def _data(n: int) -> dict[str, np.ndarray]:
+    x, y = digits_28()
+    return {"x": x[:n], "y": np.eye(10, dtype=np.float32)[y[:n]]}
+
+
+def plain_loop(model: bytes, data: dict[str, np.ndarray], clients: list[np.ndarray],
+               rounds: int) -> dict[str, float]:
+    """The same rounds in one thread on one interpreter; updates/s and the time per phase."""
+    lite = LiteSession(model)
+    took = dict.fromkeys(("restore_s", "train_s", "save_s", "read_s", "aggregate_s"), 0.0)
+    with tempfile.TemporaryDirectory(prefix="fleetlite-loop-") as tmp:
+        scratch, path = Path(tmp), Path(tmp) / "w.ckpt"
+        lite.save(path)
+        global_bytes = path.read_bytes()
+        started = time.perf_counter()
+        for r in range(1, rounds + 1):
+            results = []
+            for c, idx in enumerate(clients):
+                t0 = time.perf_counter()
+                path.write_bytes(global_bytes)
+                lite.restore(path)
+                t1 = time.perf_counter()
+                plan = Plan(epochs=1, batch_size=BATCH, shuffle=True, seed=(SEED, r, c),
+                            fixed_batch=False)
+                for batch in plan.batches({k: v[idx] for k, v in data.items()}, 0):
+                    lite.run("train", batch)
+                t2 = time.perf_counter()
+                lite.save(path)
+                saved = path.read_bytes()
+                t3 = time.perf_counter()
+                results.append((ckptfile.read(saved, scratch), len(idx)))
+                t4 = time.perf_counter()
+                for k, dt in zip(("restore_s", "train_s", "save_s", "read_s"),
+                                 (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                    took[k] += dt
+            t0 = time.perf_counter()
+            total = sum(n for _, n in results)
+            mean = {k: (sum(w[k].astype(np.float64) * n for w, n in results) / total
+                        ).astype(np.float32) for k in results[0][0]}
+            global_bytes = ckptfile.write(mean, scratch)
+            took["aggregate_s"] += time.perf_counter() - t0
+        wall = time.perf_counter() - started
+    updates = rounds * len(clients)
+    return {"updates_per_s": updates / wall, **{k: v / rounds for k, v in took.items()}}
+
+
+def service_fleet(svc: Service, model_id: str, dataset_id: str, clients: int,
+                  rounds: int) -> dict[str, Any]:
+    """The same fleet through the service: updates/s from POST to the end event."""
+    with httpx.Client(base_url=svc.url, timeout=600) as api:
+        started = time.perf_counter()
+        r = api.post("/v1/users/bench/fleets", json={
+            "model_id": model_id, "dataset_id": dataset_id, "clients": clients,
+            "clients_per_round": clients, "rounds": rounds, "batch_size": BATCH, "seed": SEED})
+        r.raise_for_status()
+        fid = r.json()["id"]
+        with connect_sse(api, "GET", f"/v1/fleets/{fid}/events") as src:
+            final = [orjson.loads(e.data) for e in src.iter_sse() if e.event == "end"][-1]
+        wall = time.perf_counter() - started
+        assert final["status"] == "succeeded", final
+        per_round = []
+        for x in api.get(f"/v1/fleets/{fid}/rounds").json()["items"]:
+            t = dict(x["timings"])
+            spent = _ts(x["finished_at"]) - _ts(x["started_at"])
+            t["commit_s"] = spent - t["updates_s"] - t["aggregate_s"] - t["evaluate_s"]
+            per_round.append(t)
+    phases = {k: float(np.mean([t.get(k, 0.0) for t in per_round])) for k in per_round[0]}
+    return {"updates_per_s": rounds * clients / wall, **phases}
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def bench_fleets(svc: Service, model: bytes, model_id: str) -> dict[str, Any]:
+    """Every configuration: the loop, the service, and their ratio."""
+    out: dict[str, Any] = {}
+    for name, (n_clients, rounds, n) in CONFIGS.items():
+        data = _data(n)
+        buf = io.BytesIO()
+        np.savez(buf, **data)
+        with httpx.Client(base_url=svc.url, timeout=120) as api:
+            dataset_id = api.post("/v1/users/bench/datasets", files={"file": ("d.npz",
+                                  buf.getvalue())}, data={"name": name}).json()["id"]
+        # The service's iid split, so both do the same work: rebuilt the same way here.
+        part = make_clients(num_examples=n, partition={"kind": "iid"}, clients=n_clients,
+                            holdout=0.0, seed=SEED, labels=None, natural=None)
+        loop = plain_loop(model, data, [part[c].train for c in range(n_clients)], rounds)
+        service = service_fleet(svc, model_id, dataset_id, n_clients, rounds)
+        out[name] = {"clients": n_clients, "rounds": rounds,
+                     "examples_per_client": n // n_clients, "loop": loop, "service": service,
+                     "ratio": service["updates_per_s"] / loop["updates_per_s"]}
+    return out
+
+
+def print_fleets(res: dict[str, Any]) -> None:
+    """The table: updates/s of both, the ratio, and where a round's time goes."""
+    print(f"\nfleets, MLP on digits, batch {BATCH}, every client every round, fedavg")
+    print(f"  {'':36} {'updates/s':>10} {'ratio':>7}")
+    for name, r in res.items():
+        label = f"{name} ({r['clients']} x ~{r['examples_per_client']} examples)"
+        print(f"  {label:36}")
+        print(f"    {'plain loop, one thread':34} {r['loop']['updates_per_s']:10.1f}")
+        print(f"    {'service fleet':34} {r['service']['updates_per_s']:10.1f} "
+              f"{r['ratio']:7.2f}x")
+        s, lp = r["service"], r["loop"]
+        print("    per round, ms: loop: restore {:.1f} train {:.1f} save {:.1f} read {:.1f} "
+              "aggregate {:.1f}".format(*(1000 * lp[k] for k in (
+                  "restore_s", "train_s", "save_s", "read_s", "aggregate_s"))))
+        print("      service: updates {:.1f} wall (summed over threads: restore {:.1f} train "
+              "{:.1f} save {:.1f} read {:.1f}), aggregate {:.1f}, evaluate {:.1f}, commit "
+              "{:.1f}".format(*(1000 * s.get(k, 0.0) for k in (
+                  "updates_s", "updates_restore_s", "updates_train_s", "updates_save_s",
+                  "updates_read_s", "aggregate_s", "evaluate_s", "commit_s"))))
