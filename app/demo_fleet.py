@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     print("clients' mean, p10: each device's own model (FedPer: with its own last layer) on "
           "its held-out examples")
     print("helped / hurt: the devices whose own model beats / trails the global one (local "
-          "only: the untrained one)")
+          "only: none to compare)")
     print(f"report pages: {args.url.rstrip('/')}/v1/fleets/<fleet>/report.html")
     if any(o.status != "succeeded" for o in results):
         sys.exit(1)

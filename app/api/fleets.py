@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from sse_starlette import EventSourceResponse
@@ -13,7 +13,15 @@ from app.api.deps import CtxDep, Cursor, Limit, listed
 from app.api.openapi import event_stream
 from app.api.streams import progress_stream
 from app.schemas.common import ListOf
-from app.schemas.fleets import Client, ClientDetail, Fleet, FleetSpec, Report, Round
+from app.schemas.fleets import (
+    Client,
+    ClientDetail,
+    Comparison,
+    Fleet,
+    FleetSpec,
+    Report,
+    Round,
+)
 from app.services import fleet_compare, fleet_page, fleet_views, fleets
 from app.services.context import Context
 from app.services.fleets import FleetView
@@ -47,10 +55,10 @@ CompareIds = Annotated[str, Query(
     examples=["flt_01a22e0d1a2b3c4d5e6f7081,flt_01a22e0d2b3c4d5e6f708192"])]
 
 
-@router.get("/v1/fleets/compare", summary="Compare fleets")
-def compare_fleets(ctx: CtxDep, who: PrincipalDep, ids: CompareIds) -> dict[str, Any]:
+@router.get("/v1/fleets/compare", response_model=Comparison, summary="Compare fleets")
+def compare_fleets(ctx: CtxDep, who: PrincipalDep, ids: CompareIds) -> Comparison:
     """What-if: fleets side by side, accuracy against virtual time and their summaries."""
-    return fleet_compare.compare(ctx, who, _ids(ids))
+    return Comparison.model_validate(fleet_compare.compare(ctx, who, _ids(ids)))
 
 
 @router.get("/v1/fleets/compare.html", response_class=Response, summary="Compare fleets: page",

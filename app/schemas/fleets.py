@@ -244,3 +244,37 @@ class Report(BaseModel):
     virtual_hours: float | None = None
     time_to_accuracy: dict[str, float | None] = Field(default_factory=dict)
     device_classes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Comparison(BaseModel):
+    """Fleets side by side: each one's accuracy against virtual hours, settings and summary."""
+
+    model_config = example({"fleets": [{
+        "fleet_id": "flt_01a22e0d1a2b3c4d5e6f7081", "status": "succeeded",
+        "settings": {"strategy": {"name": "fedavg"}, "clients_per_round": 10, "rounds": 3,
+                     "round_deadline_s": 30.0, "over_commit": 1.3, "min_completed": 1,
+                     "faults": None},
+        "hours": [0.008, 0.017, 0.025], "accuracy": [0.41, 0.63, 0.72],
+        "summary": {"rounds": 3, "virtual_hours": 0.025, "final_accuracy": 0.72,
+                    "best_accuracy": 0.72, "time_to_accuracy": {"50%": 30.1, "70%": 90.0,
+                                                                "90%": 90.0},
+                    "updates": {"completed": 30, "straggler": 9, "dropped_offline": 0,
+                                "dropped_battery": 0},
+                    "energy_j": 401.2, "bytes": 31791000}}]})
+
+    fleets: list[dict[str, Any]]
+
+
+class Catalogue(BaseModel):
+    """The built-in device classes, their sources, and the default mix."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "version": 1, "about": "Built-in device classes for the virtual clock.",
+        "classes": {"mid_range": {"description": "A 2019 mid-range phone", "slowdown": 12.0,
+                                  "down_kbps": 4318.0, "up_kbps": 3286.0, "train_watts": 2.5,
+                                  "radio_joules_per_mb": 2.9, "battery_wh": 15.4,
+                                  "charge_pct_per_hour": 45.0, "sources": {}}},
+        "mix": {"low_end": 0.3, "mid_range": 0.5, "flagship": 0.2}}]})
+
+    classes: dict[str, dict[str, Any]]
+    mix: dict[str, float]

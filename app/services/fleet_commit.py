@@ -78,12 +78,14 @@ def put_initial(ctx: Context, row: FleetRow, initial: bytes) -> str:
     return key
 
 
-def mark_started(ctx: Context, row: FleetRow) -> None:
-    """The fleet runs."""
+def mark_started(ctx: Context, row: FleetRow) -> bool:
+    """The fleet runs, unless it was cancelled meanwhile (then False, and nothing written):
+    a cancel that lands while the fleet waited for a worker is never undone."""
     row.started_at = utcnow()
-    with ctx.db.begin() as db:
-        db.execute(update(FleetRow).where(FleetRow.id == row.id).values(
-            status="running", started_at=row.started_at))
+    with ctx.db.begin_core() as conn:
+        return conn.execute(update(FleetRow).where(
+            FleetRow.id == row.id, FleetRow.status.in_(("queued", "running"))).values(
+            status="running", started_at=row.started_at)).rowcount == 1
 
 
 def load_state(ctx: Context, row: FleetRow) -> dict[str, Any]:

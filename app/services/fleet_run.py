@@ -50,7 +50,7 @@ def run(ctx: Context, state: FleetState) -> None:
         if _rounds(ctx, state, row, setup):
             fleet_finish.personalize_and_report(ctx, row, setup, state.stop.is_set)
             _end(ctx, state, "succeeded")
-        elif not state.stop.is_set():
+        elif state.status == "running" and not state.stop.is_set():
             _end(ctx, state, "cancelled")
     except Interrupted:
         pass  # stopping at shutdown: the round under way is dropped; it resumes at start
@@ -86,8 +86,10 @@ def _rounds(ctx: Context, state: FleetState, row: FleetRow, setup: FleetSetup) -
                                  availability=setup.devices.availability,
                                  min_battery_pct=setup.devices.min_battery_pct)
         global_data = setup.initial
+        if not fleet_commit.mark_started(ctx, row):
+            state.status = "cancelled"  # cancelled while it waited: the row says so already
+            return False
         global_key = fleet_commit.put_initial(ctx, row, setup.initial)
-        fleet_commit.mark_started(ctx, row)
     evaluator = Evaluator(ctx, setup)
     for r in range(row.rounds_done + 1, spec["rounds"] + 1):
         if state.cancel.is_set() or state.stop.is_set():

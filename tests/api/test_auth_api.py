@@ -137,7 +137,10 @@ def fill(path: str, world: dict[str, Any]) -> str:
               "job_id": world["job_id"], "model_id": world["model_id"],
               "key_id": world["key_id"], "signature": "infer", "model_name": "infer",
               "model_version": "1", "fleet_id": world["fleet_id"], "client_id": "0"}
-    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+    url = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+    if path.startswith("/v1/fleets/compare"):  # alice's fleets, twice: bob sees neither
+        url += f"?ids={world['fleet_id']},{world['fleet_id']}"
+    return url
 
 
 def routes(server: LiveServer) -> list[tuple[str, str]]:

@@ -424,10 +424,11 @@ def test_decompress_inflates_what_was_compressed_and_refuses_the_rest(
         payload: bytes, encoding: str, cut: int, noise: bytes) -> None:
     packed = gzip.compress(payload) if encoding == "gzip" else zlib.compress(payload)
     assert decompress(packed, encoding.upper(), LIMIT) == payload
-    with contextlib.suppress(BadRequest):  # a stream cut short gives a prefix, or is refused
-        assert payload.startswith(decompress(packed[:len(packed) - cut], encoding, LIMIT))
+    if cut:  # a stream cut short is refused: never taken for the prefix it inflates to
+        with pytest.raises((BadRequest, InvalidInput)):
+            decompress(packed[:len(packed) - cut], encoding, LIMIT)
     for body in (noise, noise + packed):
-        with contextlib.suppress(BadRequest, PayloadTooLarge):
+        with contextlib.suppress(BadRequest, InvalidInput, PayloadTooLarge):
             assert isinstance(decompress(body, encoding, LIMIT), bytes)
     if len(payload) > 64:
         with pytest.raises(PayloadTooLarge):
