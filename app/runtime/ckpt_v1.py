@@ -110,8 +110,52 @@ def _meta(value: memoryview) -> dict[str, tuple[tuple[int, ...], int]]:
     return out
 
 
+# Every checkpoint of one model has the same layout (names, shapes, block boundaries): only
+# the float values differ. The first read of a layout records where each tensor's values lie;
+# later reads of a file with the same skeleton slice them there, with no parsing.
+_LAYOUTS: dict[bytes, list[tuple[str, int, int, str, tuple[int, ...], bytes]]] = {}
+_PREFIX = 8  # bytes before each tensor's values that a later file must repeat exactly
+
+
 def read(data: bytes) -> dict[str, np.ndarray] | None:
     """The named arrays of a V1 checkpoint's bytes, or None when this reader cannot say."""
+    if len(data) < 48:
+        return None
+    key = _skeleton(data)
+    layout = _LAYOUTS.get(key) if key is not None else None
+    if layout is not None:
+        out = {}
+        for name, start, count, dtype, shape, prefix in layout:
+            if data[start - _PREFIX:start] != prefix:
+                break  # not the same layout after all: parse it
+            out[name] = np.frombuffer(data, dtype=dtype, count=count,
+                                      offset=start).reshape(shape).astype(dtype[1:])
+        else:
+            return out
+    parsed = _parse(data)
+    if parsed is None:
+        return None
+    arrays, starts = parsed
+    if key is not None:
+        _LAYOUTS[key] = [(name, starts[name], arr.size, arr.dtype.newbyteorder("<").str,
+                          arr.shape, data[starts[name] - _PREFIX:starts[name]])
+                         for name, arr in arrays.items()]
+    return arrays
+
+
+def _skeleton(data: bytes) -> bytes | None:
+    """What a checkpoint's layout depends on: its size, the index block and the footer."""
+    try:
+        view = memoryview(data)
+        _, _, pos = _handle(view, len(data) - 48)
+        index_offset, index_size, _ = _handle(view, pos)
+        return len(data).to_bytes(8, "little") + bytes(view[index_offset:])
+    except (IndexError, ValueError):
+        return None
+
+
+def _parse(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, int]] | None:
+    """The arrays, and where each one's values start in `data`."""
     try:
         view = memoryview(data)
         if len(data) < 48 or int.from_bytes(data[-8:], "little") != MAGIC:
@@ -134,7 +178,13 @@ def read(data: bytes) -> dict[str, np.ndarray] | None:
                         values[name] = proto
         if meta is None or set(meta) != set(values):
             return None
-        return {name: _array(values[name], *meta[name]) for name in sorted(meta)}
+        base = np.frombuffer(data, dtype=np.uint8).ctypes.data
+        arrays, starts = {}, {}
+        for name in sorted(meta):
+            raw = _raw(values[name], *meta[name])
+            starts[name] = np.frombuffer(raw, dtype=np.uint8).ctypes.data - base
+            arrays[name] = _array(raw, *meta[name])
+        return arrays, starts
     except (_Unsupported, IndexError, ValueError, UnicodeDecodeError, KeyError):
         return None
 
@@ -149,15 +199,21 @@ def _saved_slice(saved: memoryview) -> tuple[str, memoryview]:
     return name, proto
 
 
-def _array(proto: memoryview, shape: tuple[int, ...], dtype: int) -> np.ndarray:
+def _raw(proto: memoryview, shape: tuple[int, ...], dtype: int) -> memoryview:
+    """The packed values of a tensor's TensorProto."""
     if dtype not in _FLOAT_FIELDS:
         raise _Unsupported(f"DataType {dtype}")
     field, np_dtype = _FLOAT_FIELDS[dtype]
     raw = next((v for n, w, v in _fields(proto) if n == field and w == 2), None)
-    count = int(np.prod(shape)) if shape else 1
     if raw is None:
         raise _Unsupported("no packed values")
-    arr = np.frombuffer(raw, dtype=np_dtype)  # type: ignore[arg-type]
-    if arr.size != count:
+    count = int(np.prod(shape)) if shape else 1
+    if len(raw) != count * np.dtype(np_dtype).itemsize:
         raise _Unsupported("value count does not match the shape")
-    return arr.reshape(shape).astype(np_dtype[1:])  # a copy: writable, and `data` may go
+    return raw  # type: ignore[no-any-return]
+
+
+def _array(raw: memoryview, shape: tuple[int, ...], dtype: int) -> np.ndarray:
+    np_dtype = _FLOAT_FIELDS[dtype][1]
+    # A copy: writable, and independent of `data`.
+    return np.frombuffer(raw, dtype=np_dtype).reshape(shape).astype(np_dtype[1:])

@@ -124,3 +124,26 @@ def test_numpy_reader_equals_tensorflows_exactly(name: str, tmp_path: Path) -> N
         assert fast[n].flags.writeable
     assert ckpt_v1.read(data[:-1]) is None  # not a checkpoint: the caller falls back
     assert ckpt_v1.read(b"") is None
+
+
+def test_numpy_reader_reuses_a_layout_only_for_the_same_skeleton(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from app.runtime import ckpt_v1
+
+    lite = LiteSession(models.build_cached("mlp"))
+    rng = np.random.default_rng(0)
+    for step in range(3):  # the same layout, other values each time: read from the cache
+        lite.run("train", {"x": rng.random((4, 28, 28), dtype=np.float32),
+                           "y": np.eye(10, dtype=np.float32)[rng.integers(0, 10, 4)]})
+        path = tmp_path / f"w{step}.ckpt"
+        lite.save(path)
+        fast = ckpt_v1.read(path.read_bytes())
+        reader = tf.train.load_checkpoint(str(path))
+        assert fast is not None
+        for n in reader.get_variable_to_shape_map():
+            assert np.array_equal(fast[n], reader.get_tensor(n)), (step, n)
+    head = LiteSession(models.build_cached("head"))  # another skeleton: parsed, not mixed up
+    head.save(tmp_path / "h.ckpt")
+    other = ckpt_v1.read((tmp_path / "h.ckpt").read_bytes())
+    assert other is not None and set(other) == {"dense/bias", "dense/kernel"}
