@@ -17,6 +17,10 @@ from app.services.workers import ACTIVE
 
 KEEPALIVE_SECONDS = 15  # a comment line this often keeps proxies from closing the stream
 ORPHAN_POLL_SECONDS = 1.0  # work queued by an earlier process, not yet picked up here
+# At most this many progress events a second per stream: a fleet touches its progress at
+# every client update (hundreds a second), and rendering each one for every subscriber
+# took the GIL from the training threads. The `end` event is never held back.
+MIN_EVENT_SECONDS = 0.2
 
 
 def progress_stream(first: Any, read: Callable[[], Any], render: Callable[[Any], Any],
@@ -26,7 +30,8 @@ def progress_stream(first: Any, read: Callable[[], Any], render: Callable[[Any],
     it as JSON-able data, `state()` its live progress in this process, if any."""
 
     async def events() -> AsyncIterator[ServerSentEvent]:
-        view, seen = first, -1
+        loop = asyncio.get_running_loop()
+        view, seen, sent_at = first, -1, -MIN_EVENT_SECONDS
         while True:
             data = orjson.dumps(render(view)).decode()
             if view.status not in ACTIVE:
@@ -35,6 +40,7 @@ def progress_stream(first: Any, read: Callable[[], Any], render: Callable[[Any],
             live = state()
             if live is None or live.version != seen:
                 seen = live.version if live else -1
+                sent_at = loop.time()
                 yield ServerSentEvent(data, event="progress")
             if stopping.is_set():
                 return  # the server is stopping: the work resumes after the restart
@@ -42,9 +48,19 @@ def progress_stream(first: Any, read: Callable[[], Any], render: Callable[[Any],
                 await asyncio.sleep(ORPHAN_POLL_SECONDS)
             else:
                 await live.wait_change(seen, timeout=ORPHAN_POLL_SECONDS, also=stopping)
+                await _hold_back(live, sent_at + MIN_EVENT_SECONDS - loop.time(), stopping)
             if stopping.is_set():
                 return
             view = await run_in_threadpool(read)
 
     return EventSourceResponse(events(), ping=KEEPALIVE_SECONDS,
                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _hold_back(live: Progress, seconds: float, stopping: asyncio.Event) -> None:
+    """Wait out the rest of the minimum interval between events, unless the work ends
+    (its `end` goes out at once) or the server stops."""
+    step = 0.02
+    while seconds > 0 and getattr(live, "status", None) in ACTIVE and not stopping.is_set():
+        await asyncio.sleep(min(step, seconds))
+        seconds -= step

@@ -149,15 +149,16 @@ def test_client_session_answers_like_its_checkpoint_in_a_plain_interpreter(
 
 def test_progress_events_then_the_end(client: httpx.Client, mlp_id: str,
                                       data: dict[str, Any]) -> None:
-    fleet = start(client, "fia", **spec(mlp_id, data, rounds=3))
+    # long enough (a second or more) to outlast the streams' 0.2 s between events
+    fleet = start(client, "fia", **spec(mlp_id, data, rounds=12, local_epochs=2))
     events = follow(client, fleet["id"])
     names = [e for e, _ in events]
     assert names[-1] == "end" and names.count("end") == 1 and "progress" in names
     rounds_seen = {d["progress"]["round"] for e, d in events if e == "progress"}
-    assert rounds_seen & {1, 2, 3}
-    assert events[-1][1]["progress"]["round"] == 3
+    assert rounds_seen & set(range(1, 13))
+    assert events[-1][1]["progress"]["round"] == 12
     rounds = client.get(f"/v1/fleets/{fleet['id']}/rounds").json()["items"]
-    assert [r["round"] for r in rounds] == [1, 2, 3]
+    assert [r["round"] for r in rounds] == list(range(1, 13))
     assert all(len(r["selected"]) == 5 and r["completed"] == r["selected"] for r in rounds)
 
 
