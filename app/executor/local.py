@@ -9,10 +9,13 @@ thread at once.
 from __future__ import annotations
 
 import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any, Protocol
 
 import numpy as np
@@ -55,33 +58,28 @@ class LocalExecutor:
 
     def run_updates(self, updates: Sequence[ClientUpdate], stopped: Callable[[], bool]
                     ) -> Iterator[UpdateResult]:
-        """Every update as a task of its client's strand, as many at once as the live cap
-        leaves room for (a device loaded early would only be evicted again before its
-        turn); results as they end."""
-        assert self.sessions is not None, "the services set the session source at start"
-        # One update per core at a time: each is CPU-bound, and more only fight over cores.
-        room = min(self.sessions.room() or len(updates), os.cpu_count() or 1)
-        queue = list(reversed(updates))
-        pending: dict[Future[UpdateResult], tuple[ClientUpdate, int]] = {}
-        try:
-            while queue or pending:
-                while queue and len(pending) < room:
-                    update = queue.pop()
-                    pending[self._submit(update, stopped)] = (update, 0)
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    update, tries = pending.pop(fut)
-                    try:
-                        yield fut.result()
-                    except SessionEvicted:  # evicted before its turn: load it again
-                        if tries >= 5:
-                            raise
-                        pending[self._submit(update, stopped)] = (update, tries + 1)
-        finally:
-            for fut in pending:  # a failed or interrupted round: let the rest wind down
-                fut.cancel()
+        """Every update as a task of its client's strand, one per core at a time (each is
+        CPU-bound; more only fight over cores, and a device loaded early would be evicted
+        again before its turn); results as they end.
 
-    def _submit(self, update: ClientUpdate, stopped: Callable[[], bool]) -> Future[UpdateResult]:
+        The thread that finishes an update starts the next one itself, so a core never
+        waits for this (driver) thread to wake up between two updates."""
+        assert self.sessions is not None, "the services set the session source at start"
+        room = min(self.sessions.room() or len(updates), os.cpu_count() or 1)
+        lanes = _Lanes(self, updates, stopped)
+        for _ in range(room):
+            lanes.start_next()
+        try:
+            for _ in updates:
+                result, error = lanes.results.get()
+                if error is not None:
+                    raise error
+                assert result is not None
+                yield result
+        finally:
+            lanes.close()  # a failed or interrupted round: let the rest wind down
+
+    def submit(self, update: ClientUpdate, stopped: Callable[[], bool]) -> Future[UpdateResult]:
         assert self.sessions is not None
         live = self.sessions.live(update)
         return live.strand.submit(self._update, live, update, stopped)
@@ -115,3 +113,54 @@ class LocalExecutor:
 
     def shutdown(self) -> None:
         """Nothing to release: the threads are the session pool's."""
+
+
+class _Lanes:
+    """A round's updates, started by whichever thread finished the one before."""
+
+    def __init__(self, executor: LocalExecutor, updates: Sequence[ClientUpdate],
+                 stopped: Callable[[], bool]) -> None:
+        self.executor, self.stopped = executor, stopped
+        self.queue = deque((u, 0) for u in updates)
+        self.results: SimpleQueue[tuple[UpdateResult | None, BaseException | None]] = (
+            SimpleQueue())
+        self.pending: set[Future[UpdateResult]] = set()
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def start_next(self) -> None:
+        with self.lock:
+            if self.closed or not self.queue:
+                return
+            update, tries = self.queue.popleft()
+        self._launch(update, tries)
+
+    def _launch(self, update: ClientUpdate, tries: int) -> None:
+        try:
+            fut = self.executor.submit(update, self.stopped)
+        except BaseException as exc:  # loading its session failed: the round fails
+            self.results.put((None, exc))
+            return
+        with self.lock:
+            self.pending.add(fut)
+        fut.add_done_callback(lambda f: self._finished(f, update, tries))
+
+    def _finished(self, fut: Future[UpdateResult], update: ClientUpdate, tries: int) -> None:
+        with self.lock:
+            self.pending.discard(fut)
+        if fut.cancelled():
+            return
+        error = fut.exception()
+        if isinstance(error, SessionEvicted) and tries < 5:  # evicted before its turn
+            self._launch(update, tries + 1)
+            return
+        self.results.put((fut.result() if error is None else None, error))
+        if error is None:
+            self.start_next()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            pending, self.pending = self.pending, set()
+        for fut in pending:
+            fut.cancel()

@@ -95,7 +95,10 @@ def train(session: runner.Trainable, restore: Callable[[Path], None],
           scratch: Path, stopped: Callable[[], bool]) -> UpdateResult:
     """Restore `start`, train the plan, save: the update's result. Raises Interrupted when
     stopped() says so between steps (the round is then discarded)."""
-    path = scratch / f"update-{update.fleet_id}-{update.client_id}-{update.round}.ckpt"
+    # Two files, each written once: on ext4, saving over the file just restored forces its
+    # blocks out and makes the unlink cost ~0.5 ms an update.
+    name = f"update-{update.fleet_id}-{update.client_id}-{update.round}"
+    path, out = scratch / f"{name}-in.ckpt", scratch / f"{name}-out.ckpt"
     clock = [time.perf_counter()]
 
     def lap() -> float:
@@ -111,11 +114,12 @@ def train(session: runner.Trainable, restore: Callable[[Path], None],
                           turn_seconds=math.inf):
             raise Interrupted(update.client_id)
         took["train_s"] = lap()
-        save(path)
-        data = path.read_bytes()
+        save(out)
+        data = out.read_bytes()
         took["save_s"] = lap()
     finally:
         path.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
     arrays_out = ckptfile.read(data, scratch)
     took["read_s"] = lap()
     return UpdateResult(update.client_id, data, arrays_out, hooks.last, len(update.indices),

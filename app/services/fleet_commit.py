@@ -1,7 +1,9 @@
 """A fleet's round made durable: blobs first (the global checkpoint, the devices' own
 checkpoints where they keep variables, the strategy's and the clock's state), then every
 row of the round in one transaction. Until that commit the round does not exist, so a
-fleet killed in the middle resumes from the round before, with nothing half-written."""
+fleet killed in the middle resumes from the round before, with nothing half-written. The
+blobs are stored here, on the fleet's driver; the transaction (fleet_write) runs on its
+commit thread while the next round trains."""
 
 from __future__ import annotations
 
@@ -13,12 +15,11 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
 from app.db.tables import (
     CheckpointRow,
     FleetClientRow,
-    FleetRoundRow,
     FleetRow,
     SessionRow,
     new_id,
@@ -28,7 +29,6 @@ from app.federated.round_plan import RoundPlan
 from app.runtime.client_update import UpdateResult
 from app.services import rows
 from app.services.context import Context
-from app.services.fleet_eval import RoundAccuracy
 from app.services.fleet_setup import FleetSetup
 
 
@@ -126,12 +126,36 @@ def checkpoint_values(row: FleetRow, data: bytes, *, kind: str, round_: int,
             "created_at": utcnow(), "fleet_id": row.id, "round": round_}
 
 
-def commit_round(ctx: Context, row: FleetRow, setup: FleetSetup, plan: RoundPlan,
-                 results: dict[int, UpdateResult], global_data: bytes, acc: RoundAccuracy,
-                 clients: dict[int, ClientState], state: dict[str, Any],
-                 timings: dict[str, float], started: datetime) -> str:
-    """Make round `plan.round` durable; returns the global checkpoint's key. `row` and
-    `clients` are brought up to date in memory."""
+@dataclass
+class StagedRound:
+    """A finished round whose blobs are stored and whose rows are computed: what its
+    transaction (fleet_write.write_round) writes, on the fleet's commit thread."""
+
+    plan: RoundPlan
+    results: dict[int, UpdateResult]
+    global_id: str
+    global_key: str
+    ckpts: list[dict[str, Any]]  # the checkpoint rows: the global, then the devices' own
+    owns: dict[int, dict[str, Any]]  # client: its own checkpoint's row (keeping strategies)
+    new_sessions: list[dict[str, Any]]  # first-time devices: session rows, client rows
+    new_clients: list[dict[str, Any]]
+    moved_sessions: list[dict[str, Any]]  # devices seen before: their new figures
+    moved_clients: list[dict[str, Any]]
+    superseded_ids: list[str]  # own checkpoints replaced by this round's
+    state_key: str
+    written: list[str]  # every blob stored for this round
+    timings: dict[str, float]
+    started: datetime
+    loss: float | None
+
+
+def stage_round(ctx: Context, row: FleetRow, setup: FleetSetup, plan: RoundPlan,
+                results: dict[int, UpdateResult], global_data: bytes,
+                clients: dict[int, ClientState], state: dict[str, Any],
+                timings: dict[str, float], started: datetime) -> StagedRound:
+    """Store round `plan.round`'s blobs and compute its rows; `clients` moves on in memory
+    (the next round's updates start from this round's own checkpoints). The round exists
+    once its transaction commits; until then its blobs are unreferenced."""
     r = plan.round
     ckpts = [checkpoint_values(row, global_data, kind="global", round_=r, session_id=None)]
     owns = {}
@@ -147,57 +171,49 @@ def commit_round(ctx: Context, row: FleetRow, setup: FleetSetup, plan: RoundPlan
         for c, values in owns.items():
             ctx.store.put(values["blob_key"], results[c].data)
         ctx.store.put(state_key, _state_blob(state))
-        superseded = _write_round(ctx, row, setup, plan, results, acc, clients,
-                                  [*ckpts, *owns.values()], owns, state_key, started, timings)
     except BaseException:
-        for key in written:
-            ctx.store.delete(key)
+        drop(ctx, written)
         raise
-    for key in superseded:  # rows gone with the commit: blobs second
+    staged = StagedRound(plan, results, ckpts[0]["id"], ckpts[0]["blob_key"],
+                         [*ckpts, *owns.values()], owns, [], [], [], [],
+                         [clients[c].checkpoint_id for c in owns  # type: ignore[misc]
+                          if c in clients and clients[c].checkpoint_id],
+                         state_key, written, timings, started, _train_loss(results))
+    for c, res in sorted(results.items()):
+        _stage_client(staged, row, setup, c, res, clients)
+    return staged
+
+
+def drop(ctx: Context, keys: list[str]) -> None:
+    """Delete a round's blobs: it was never committed."""
+    for key in keys:
         ctx.store.delete(key)
-    for c, values in owns.items():
-        live = ctx.pool.get(session_id_for(row.id, c))
-        if live is not None:  # it holds these very weights: its head now
-            live.strand.submit(live.adopt_head, values["id"], values["step"])
-    return str(ckpts[0]["blob_key"])
 
 
-def _write_round(ctx: Context, row: FleetRow, setup: FleetSetup, plan: RoundPlan,
-                 results: dict[int, UpdateResult], acc: RoundAccuracy,
-                 clients: dict[int, ClientState], ckpts: list[dict[str, Any]],
-                 owns: dict[int, dict[str, Any]], state_key: str, started: Any,
-                 timings: dict[str, float]) -> list[str]:
-    r, now = plan.round, utcnow()
-    loss = _train_loss(results)
-    superseded = [row.state_key] if row.state_key else []
-    old = [clients[c].checkpoint_id for c in owns if c in clients and clients[c].checkpoint_id]
-    with ctx.db.begin() as db:
-        db.execute(CheckpointRow.__table__.insert(), ckpts)  # type: ignore[attr-defined]
-        db.add(FleetRoundRow(
-            fleet_id=row.id, round=r, status=plan.status, selected=[int(c) for c in plan.ids],
-            completed=[int(c) for c in plan.completed], train_loss=loss,
-            global_accuracy=acc.global_accuracy, client_accuracy=acc.client_quantiles,
-            checkpoint_id=ckpts[0]["id"], started_at=started, finished_at=now,
-            virtual_start_s=plan.virtual_start_s, virtual_end_s=plan.virtual_end_s,
-            outcomes=plan.outcomes, **plan.totals, updates=_updates(plan),
-            timings={k: round(v, 6) for k, v in timings.items()}))
-        for c, res in sorted(results.items()):
-            _upsert_client(db, row, setup, c, res, clients, owns.get(c))
-        if old:
-            superseded += list(db.scalars(select(CheckpointRow.blob_key)
-                                          .where(CheckpointRow.id.in_(old))))
-            db.execute(delete(CheckpointRow).where(CheckpointRow.id.in_(old)))
-        last = {"round": r, "train_loss": loss, "global_accuracy": acc.global_accuracy,
-                "client_accuracy_mean": (acc.client_quantiles or {}).get("mean"),
-                "virtual_end_s": plan.virtual_end_s}
-        db.execute(update(FleetRow).where(FleetRow.id == row.id).values(
-            rounds_done=r, global_checkpoint_ids=[*row.global_checkpoint_ids, ckpts[0]["id"]],
-            state_key=state_key, last_round=last))
-    row.rounds_done, row.state_key, row.last_round = r, state_key, last
-    row.global_checkpoint_ids = [*row.global_checkpoint_ids, ckpts[0]["id"]]
-    for c, values in owns.items():
-        clients[c].checkpoint_id, clients[c].checkpoint_key = values["id"], values["blob_key"]
-    return superseded
+def _stage_client(staged: StagedRound, row: FleetRow, setup: FleetSetup, c: int,
+                  res: UpdateResult, clients: dict[int, ClientState]) -> None:
+    sid = session_id_for(row.id, c)
+    own = staged.owns.get(c)
+    head, head_step = (own["id"], own["step"]) if own else (None, None)
+    steps = steps_after(clients, c, res)
+    state = clients.get(c)
+    if state is None:  # its first update: the device's session and row are made now
+        now = utcnow()
+        staged.new_sessions.append({
+            "id": sid, "user_id": row.user_id, "model_id": setup.model.id,
+            "head_checkpoint_id": head, "head_step": head_step, "steps": steps,
+            "last_loss": res.loss, "created_at": now, "updated_at": now})
+        staged.new_clients.append({"fleet_id": row.id, "client_id": c, "session_id": sid,
+                                   "rounds_participated": 1, "checkpoint_id": head})
+        state = clients[c] = ClientState(sid, 0, None, None, 0)
+    else:
+        staged.moved_sessions.append({"b_id": sid, "b_steps": steps, "b_loss": res.loss,
+                                      "b_head": head, "b_head_step": head_step})
+        staged.moved_clients.append({"b_fleet": row.id, "b_client": c,
+                                     "b_rounds": state.rounds_participated + 1, "b_ckpt": head})
+    state.rounds_participated, state.steps = state.rounds_participated + 1, steps
+    if own:
+        state.checkpoint_id, state.checkpoint_key = own["id"], own["blob_key"]
 
 
 def steps_after(clients: dict[int, ClientState], c: int, res: UpdateResult) -> int:
@@ -237,11 +253,3 @@ def _train_loss(results: dict[int, UpdateResult]) -> float | None:
     known = [(r.loss, r.examples) for r in results.values() if r.loss is not None]
     total = sum(n for _, n in known)
     return sum(loss * n for loss, n in known) / total if total else None
-
-
-def _updates(plan: RoundPlan) -> list[list[Any]]:
-    """Per selected client: id, start, end, planned end, outcome, energy, bytes down and up,
-    battery at its end and at the round's start."""
-    return [[u.client_id, u.start_s, u.end_s, u.planned_end_s, u.outcome, u.energy_j,
-             u.bytes_down, u.bytes_up, u.battery_pct, float(plan.settled_pct[u.client_id])]
-            for u in plan.updates()]

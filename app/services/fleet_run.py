@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from app.federated.round_plan import RoundPlan
 from app.runtime import ckptfile
 from app.runtime.client_update import ClientUpdate, Interrupted, UpdateResult
 from app.runtime.runner import Plan
-from app.services import fleet_commit, fleet_finish, fleet_rows
+from app.services import fleet_commit, fleet_finish, fleet_rows, fleet_write
 from app.services.context import Context
 from app.services.fleet_eval import Evaluator
 from app.services.fleet_setup import FleetSetup, prepare
@@ -91,40 +92,61 @@ def _rounds(ctx: Context, state: FleetState, row: FleetRow, setup: FleetSetup) -
             return False
         global_key = fleet_commit.put_initial(ctx, row, setup.initial)
     evaluator = Evaluator(ctx, setup)
-    for r in range(row.rounds_done + 1, spec["rounds"] + 1):
-        if state.cancel.is_set() or state.stop.is_set():
-            return False
-        plan = clock.plan_round(
-            r, clients_per_round=spec["clients_per_round"], examples=setup.examples,
-            global_bytes=len(global_data), update_bytes=len(global_data),
-            model_bytes=setup.model_bytes, over_commit=spec["over_commit"],
-            deadline_s=spec["round_deadline_s"], min_completed=spec["min_completed"])
-        if plan.status == "stalled":
-            raise RuntimeError(f"round {r}: no device can ever become eligible (every battery "
-                               "below min_battery_pct and none charging)")
-        state.round, state.updates_done = r, 0
-        state.updates_in_round = len(plan.aggregate)
-        state.touch()
-        timer = Timer()
-        updates = [update_for(setup, row, clients, r, c, global_key) for c in plan.aggregate]
-        results: dict[int, UpdateResult] = {}
-        for result in ctx.executor.run_updates(updates, state.stop.is_set):
-            results[result.client_id] = result
-            state.updates_done += 1
-            state.touch()
-        timer.lap("updates_s")
-        global_data = aggregate(setup, strategy, r, global_data, results,
-                                ctx.settings.work_path)
-        timer.lap("aggregate_s")
-        accuracy = evaluator.round_accuracy(global_data)
-        timer.lap("evaluate_s")
-        clock.apply(plan)
-        global_key = fleet_commit.commit_round(
-            ctx, row, setup, plan, results, global_data, accuracy, clients,
-            {"strategy": strategy.state(), "clock": clock.state()}, timer.with_updates(results),
-            timer.started)
-        state.touch()
+    # A round's transaction (and the evaluation it records) runs on this thread while the
+    # next round trains; at most one is in flight, and a failed one fails the fleet.
+    with ThreadPoolExecutor(1, thread_name_prefix=f"commit-{row.id}") as committer:
+        writing: Future[Any] | None = None
+        try:
+            for r in range(row.rounds_done + 1, spec["rounds"] + 1):
+                if state.cancel.is_set() or state.stop.is_set():
+                    return False
+                plan = clock.plan_round(
+                    r, clients_per_round=spec["clients_per_round"], examples=setup.examples,
+                    global_bytes=len(global_data), update_bytes=len(global_data),
+                    model_bytes=setup.model_bytes, over_commit=spec["over_commit"],
+                    deadline_s=spec["round_deadline_s"], min_completed=spec["min_completed"])
+                if plan.status == "stalled":
+                    raise RuntimeError(
+                        f"round {r}: no device can ever become eligible (every battery "
+                        "below min_battery_pct and none charging)")
+                state.round, state.updates_done = r, 0
+                state.updates_in_round = len(plan.aggregate)
+                state.touch()
+                timer = Timer()
+                updates = [update_for(setup, row, clients, r, c, global_key)
+                           for c in plan.aggregate]
+                results: dict[int, UpdateResult] = {}
+                for result in ctx.executor.run_updates(updates, state.stop.is_set):
+                    results[result.client_id] = result
+                    state.updates_done += 1
+                    state.touch()
+                timer.lap("updates_s")
+                global_data = aggregate(setup, strategy, r, global_data, results,
+                                        ctx.settings.work_path)
+                timer.lap("aggregate_s")
+                clock.apply(plan)
+                if writing is not None:
+                    writing.result()
+                timer.lap("wait_s")
+                staged = fleet_commit.stage_round(
+                    ctx, row, setup, plan, results, global_data, clients,
+                    {"strategy": strategy.state(), "clock": clock.state()},
+                    timer.with_updates(results), timer.started)
+                timer.lap("stage_s")
+                staged.timings.update(timer.laps)
+                writing = committer.submit(_commit, ctx, state, row, evaluator, staged,
+                                           global_data)
+                global_key = staged.global_key
+        finally:
+            if writing is not None:  # the last finished round: committed before the end
+                writing.result()
     return True
+
+
+def _commit(ctx: Context, state: FleetState, row: FleetRow, evaluator: Evaluator,
+            staged: fleet_commit.StagedRound, global_data: bytes) -> None:
+    fleet_write.evaluate_and_write(ctx, row, evaluator, staged, global_data)
+    state.touch()
 
 
 class Timer:

@@ -25,8 +25,10 @@ from tests.helpers import BACKENDS, backend_settings, new_session, upload
 
 pytestmark = pytest.mark.slow
 
-N, BATCH, EPOCHS, SEED = 1500, 2, 6, 42
-PER_EPOCH = N // BATCH  # 750 steps: 50 to 500 ms, by machine
+# An epoch must outlast several 0.1 s turns (progress moves once a turn), or a poll can
+# never see the job mid-epoch: 3000 steps of ~60 us to ~300 us, by machine.
+N, BATCH, EPOCHS, SEED = 6000, 2, 6, 42
+PER_EPOCH = N // BATCH
 
 
 @pytest.fixture(params=BACKENDS)

@@ -37,6 +37,8 @@ def env_for(settings: Settings) -> dict[str, str]:
 class ServerProcess:
     """`uvicorn --factory app.main:create_app` as a child process."""
 
+    started: list[ServerProcess] = []  # every one, so a failed test leaves none behind
+
     def __init__(self, env: dict[str, str], log: Path) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -47,6 +49,7 @@ class ServerProcess:
             [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app",
              "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        ServerProcess.started.append(self)
         deadline = time.monotonic() + 120
         while True:
             assert self.proc.poll() is None, f"server exited; see {log}"
@@ -57,6 +60,13 @@ class ServerProcess:
                 pass
             assert time.monotonic() < deadline, "server did not become ready"
             time.sleep(0.2)
+
+    def kill_if_running(self) -> None:
+        """For a test that failed before it stopped the server: never leave one behind."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self.log.close()
 
     def stop(self, sig: int) -> bool:
         """Send a signal, wait for the exit; whether the shutdown was graceful."""
