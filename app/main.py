@@ -13,8 +13,9 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.types import Receive, Scope, Send
 
-from app import metrics, quiet, single
+from app import allocator, metrics, quiet, single
 from app.api import (
     checkpoints,
     datasets,
@@ -70,8 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     (the factory call) it is this process's server: settings come from the environment and
     TensorFlow's start-up noise is kept off stderr."""
     single.refuse_many_workers()
-    if settings is None:
+    if settings is None:  # this process is the server
         quiet.filter_stderr()
+        allocator.tune()
     settings = settings or Settings()
     _configure_logging(settings.log_level)
 
@@ -115,9 +117,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (models, sessions, checkpoints, datasets, jobs, fleets, devices, oip, keys):
         # Authentication on the router, so a route cannot be added without it.
         app.include_router(module.router, dependencies=[Depends(principal)])
-    # Outermost last: the fast lane, then request metrics, then body limits, then FastAPI.
+    # Outermost last: request metrics, then body limits, then the routes.
     app.add_middleware(BodyLimit, settings=settings)
     Instrumentator(should_group_status_codes=True, excluded_handlers=["/metrics"],
                    ).add(metrics.instrumentation).instrument(app)
-    app.add_middleware(FastLane, state=app.state)
+    app.__class__ = App  # fastapi-offline builds a plain FastAPI: ours asks the lane first
+    assert isinstance(app, App)
+    app.lane = FastLane(app.state)
     return app
+
+
+class App(FastAPI):
+    """The service's ASGI entry: the fast lane (app.api.fastlane) answers the per-step
+    protocol calls it can before any of FastAPI's stack runs; FastAPI answers the rest."""
+
+    lane: FastLane
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await self.lane.answer(scope, receive, send):
+            await super().__call__(scope, receive, send)

@@ -27,6 +27,7 @@ ROWS = (
     ("mlp_raw_loop", "mlp raw loop, 128-step epochs", ""),
     ("mlp_raw_loop_save_each_epoch", "mlp raw loop + save signature an epoch", "raw loop"),
     ("mlp_one_job", "mlp one job", "raw loop"),
+    ("mlp_one_job_polled", "mlp one job (status polled every 250 ms)", "raw loop + save"),
     ("mlp_two_jobs", "mlp two jobs at once", "one job"),
     ("mlp_raw_loops_two_threads", "mlp raw loops, two threads", "raw loop"),
     ("mlp_raw_loop_long_epochs", "mlp raw loop, 512-step epochs", ""),
@@ -82,6 +83,10 @@ def bench_jobs(svc: Service, mlp: bytes, cnn: bytes, mlp_id: str, cnn_id: str, *
         p.pair("mlp_raw_loop", raw, "mlp_one_job", one, flip)
         p.pair("mlp_raw_loop", raw, "mlp_raw_loop_save_each_epoch",
                lambda: raw_loop(mlp, short, epochs, BATCH, save=True), flip)
+        # A job saves a checkpoint an epoch, and run_jobs polls its status every 250 ms.
+        p.pair("mlp_raw_loop_save_each_epoch",
+               lambda: raw_loop(mlp, short, epochs, BATCH, save=True), "mlp_one_job_polled",
+               one, flip)
         p.pair("mlp_raw_loop", raw, "mlp_raw_loops_two_threads",
                lambda: raw_loops_in_threads(mlp, short, epochs, BATCH), flip)
         p.pair("mlp_one_job", one, "mlp_two_jobs",

@@ -72,10 +72,17 @@ def create(ctx: Context, *, user_id: str, spec: dict[str, Any]) -> FleetView:
 
 def get(ctx: Context, *, fleet_id: str) -> FleetView:
     """A fleet with live progress; a fleet running here is read from memory alone."""
+    found = live_view(ctx, fleet_id=fleet_id)
+    return found if found is not None else view(fleet_rows.get_row(ctx, fleet_id=fleet_id),
+                                                ctx.fleets.state(fleet_id))
+
+
+def live_view(ctx: Context, *, fleet_id: str) -> FleetView | None:
+    """A fleet running in this process, from memory (no I/O); None for any other."""
     state = ctx.fleets.state(fleet_id)
     if state is not None and state.status == "running" and state.row is not None:
         return view(state.row, state)
-    return view(fleet_rows.get_row(ctx, fleet_id=fleet_id), state)
+    return None
 
 
 def get_all(ctx: Context, *, user_id: str, limit: int, cursor: str | None) -> Page[FleetView]:

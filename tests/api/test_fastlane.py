@@ -6,6 +6,7 @@ the one serving live sessions and that what it declines still works through the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import orjson
 import pytest
 
 from app.api.fastlane import FastLane
+from tests.api.test_jobs_api import learnable, new_dataset, start_job
 from tests.helpers import LiveServer, assert_problem, new_session, running_server
 
 RNG = np.random.default_rng(11)
@@ -30,27 +32,21 @@ class Recording:
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, bool]] = []
-        self._call, self._answer = FastLane.__call__, FastLane._answer
+        self._answer = FastLane.answer
 
     def install(self) -> None:
-        rec, call, answer = self, self._call, self._answer
-        answered: set[int] = set()
+        rec, answer = self, self._answer
 
-        async def recording_call(lane: FastLane, scope: Any, receive: Any, send: Any) -> None:
-            await call(lane, scope, receive, send)
+        async def recording_answer(lane: FastLane, scope: Any, receive: Any, send: Any) -> bool:
+            taken = await answer(lane, scope, receive, send)
             if scope["type"] == "http":
-                rec.seen.append((scope["path"], id(scope) in answered))
-                answered.discard(id(scope))
+                rec.seen.append((scope["path"], taken))
+            return taken
 
-        async def recording_answer(lane: FastLane, ctx: Any, scope: Any, *args: Any) -> int:
-            answered.add(id(scope))
-            return await answer(lane, ctx, scope, *args)
-
-        FastLane.__call__ = recording_call  # type: ignore[method-assign]
-        FastLane._answer = recording_answer  # type: ignore[method-assign]
+        FastLane.answer = recording_answer  # type: ignore[method-assign]
 
     def uninstall(self) -> None:
-        FastLane.__call__, FastLane._answer = self._call, self._answer  # type: ignore[method-assign]
+        FastLane.answer = self._answer  # type: ignore[method-assign]
 
     def taken(self, path_part: str) -> list[bool]:
         return [t for p, t in self.seen if path_part in p]
@@ -235,3 +231,77 @@ def test_lane_calls_and_route_calls_count_in_the_same_request_metrics(
     assert_problem(client.post(f"/v1/sessions/{sid}/v2/models/nope/infer",
                                content=b"{}"), 404)
     assert _requests_total(client, infer_route, "4xx") >= 1
+
+
+def _until_running(client: httpx.Client, path: str) -> None:
+    for _ in range(600):
+        if client.get(path + "?poll=1").json()["status"] == "running":  # the route's answer
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never ran")
+
+
+STATIC = ("id", "user_id", "created_at", "started_at", "links")
+
+
+def test_status_reads_of_running_work_take_the_lane(client: httpx.Client, mlp_id: str,
+                                                    lane: Recording) -> None:
+    sid = new_session(client, "lane-status", mlp_id)
+    ds = new_dataset(client, "lane-status", learnable(4096, seed=1))
+    job = start_job(client, sid, ds, epochs=10_000, batch_size=32)
+    fleet = client.post("/v1/users/lane-status/fleets", json={
+        "model_id": mlp_id, "dataset_id": ds, "clients": 20, "clients_per_round": 5,
+        "rounds": 100_000, "batch_size": 32}).json()
+    for kind, obj in (("jobs", job), ("fleets", fleet)):
+        path = f"/v1/{kind}/{obj['id']}"
+        _until_running(client, path)
+        lane.seen.clear()
+        fast = client.get(path)
+        routed = client.get(path + "?via=route")  # a query string: the lane declines it
+        assert [t for p, t in lane.seen if p == path] == [True, False]
+        assert fast.status_code == routed.status_code == 200
+        assert fast.headers["content-type"] == routed.headers["content-type"]
+        a, b = fast.json(), routed.json()
+        assert a.keys() == b.keys() and a["status"] == b["status"] == "running"
+        assert {k: a[k] for k in STATIC} == {k: b[k] for k in STATIC}
+        assert client.post(f"{path}/cancel").status_code == 202
+    for kind, obj in (("jobs", job), ("fleets", fleet)):
+        path = f"/v1/{kind}/{obj['id']}"
+        for _ in range(600):
+            lane.seen.clear()
+            done = client.get(path)
+            if done.json()["status"] == "cancelled":
+                break
+            time.sleep(0.02)
+        assert done.json()["status"] == "cancelled"
+        assert [t for p, t in lane.seen if p == path] == [False]  # ended: the route's
+
+
+def test_another_users_running_job_is_a_404_not_a_lane_answer(
+        tmp_path_factory: pytest.TempPathFactory, mlp_bytes: bytes) -> None:
+    root = tmp_path_factory.mktemp("lane-status-keys")
+    with running_server("sqlite-local", root, None, admin_token=ADMIN) as live:
+        rec = Recording()
+        rec.install()
+        try:
+            admin = httpx.Client(base_url=live.url, timeout=60,
+                                 headers={"Authorization": f"Bearer {ADMIN}"})
+            mid = admin.post("/v1/models", files={"file": ("m.tflite", mlp_bytes)},
+                             data={"name": "mlp"}).json()["id"]
+            keys = {u: admin.post(f"/v1/users/{u}/keys").json()["key"] for u in ("ann", "ben")}
+            ann, ben = (httpx.Client(base_url=live.url, timeout=60,
+                                     headers={"Authorization": f"Bearer {keys[u]}"})
+                        for u in ("ann", "ben"))
+            sid = new_session(ann, "ann", mid)
+            job = start_job(ann, sid, new_dataset(ann, "ann", learnable(4096, seed=2)),
+                            epochs=10_000, batch_size=32)
+            path = f"/v1/jobs/{job['id']}"
+            _until_running(ann, path)
+            rec.seen.clear()
+            assert ann.get(path).status_code == 200
+            assert_problem(ben.get(path), 404, job["id"])
+            assert_problem(httpx.get(live.url + path), 401, "key")
+            assert [t for p, t in rec.seen if p == path] == [True, False, False]
+            assert ann.post(f"{path}/cancel").status_code == 202
+        finally:
+            rec.uninstall()
