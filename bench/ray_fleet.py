@@ -31,7 +31,7 @@ def _data(name: str, n: int) -> dict[str, np.ndarray]:
             "label": np.eye(10, dtype=np.float32)[rng.integers(0, 10, n)]}
 
 
-def run_fleet(svc: Service, name: str) -> dict[str, Any]:
+def run_fleet(svc: Service, name: str, rounds: int = ROUNDS) -> dict[str, Any]:
     """One fleet through the service: updates/s, and the per-update cost its rounds report."""
     with httpx.Client(base_url=svc.url, timeout=900) as api:
         model_id = api.post("/v1/models", files={"file": ("m.tflite", models.build_cached(name))},
@@ -43,20 +43,20 @@ def run_fleet(svc: Service, name: str) -> dict[str, Any]:
         started = time.perf_counter()
         r = api.post("/v1/users/bench/fleets", json={
             "model_id": model_id, "dataset_id": ds, "clients": CLIENTS,
-            "clients_per_round": PER_ROUND, "rounds": ROUNDS, "batch_size": BATCH})
+            "clients_per_round": PER_ROUND, "rounds": rounds, "batch_size": BATCH})
         r.raise_for_status()
         fid = r.json()["id"]
         with connect_sse(api, "GET", f"/v1/fleets/{fid}/events") as src:
             final = [orjson.loads(e.data) for e in src.iter_sse() if e.event == "end"][-1]
         wall = time.perf_counter() - started
         assert final["status"] == "succeeded", final
-        rounds = api.get(f"/v1/fleets/{fid}/rounds").json()["items"]
+        rows = api.get(f"/v1/fleets/{fid}/rounds").json()["items"]
     per_update = float(np.mean([sum(v for k, v in r["timings"].items()
                                     if k.startswith("updates_") and k != "updates_s")
-                                / len(r["completed"]) for r in rounds]))
-    aggregate = float(np.mean([r["timings"]["aggregate_s"] for r in rounds]))
-    return {"updates_per_s": ROUNDS * PER_ROUND / wall, "cpu_s_per_update": per_update,
-            "aggregate_s": aggregate}
+                                / len(r["completed"]) for r in rows]))
+    aggregate = float(np.mean([r["timings"]["aggregate_s"] for r in rows]))
+    return {"updates_per_s": rounds * PER_ROUND / wall, "cpu_s_per_update": per_update,
+            "aggregate_s": aggregate, "wall_s": wall}
 
 
 def main() -> None:
@@ -68,6 +68,9 @@ def main() -> None:
         svc = Service(**env)
         out[f"{executor}_start_s"] = time.perf_counter() - started
         try:
+            # The first fleet also starts the workers' interpreters (on Ray: each actor
+            # imports TensorFlow and loads the model): timed apart, not in the figures.
+            out[f"{executor}_warm_up_s"] = run_fleet(svc, "mlp", rounds=1)["wall_s"]
             for name in ("mlp", "cnn"):
                 out[f"{executor}_{name}"] = run_fleet(svc, name)
         finally:
@@ -76,7 +79,8 @@ def main() -> None:
           f"batch {BATCH}; Ray with 2 actors on this machine")
     print(f"  service start: local {out['local_start_s']:.1f} s, ray "
           f"{out['ray_start_s']:.1f} s (Ray's own start-up: "
-          f"{out['ray_start_s'] - out['local_start_s']:.1f} s)")
+          f"{out['ray_start_s'] - out['local_start_s']:.1f} s); a first one-round fleet: "
+          f"local {out['local_warm_up_s']:.1f} s, ray {out['ray_warm_up_s']:.1f} s")
     print(f"  {'model':6} {'local updates/s':>16} {'ray updates/s':>14} {'ratio':>6}")
     for name in ("mlp", "cnn"):
         loc, ray = out[f"local_{name}"], out[f"ray_{name}"]
