@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from app.db.tables import CheckpointRow, DatasetRow, FleetRow, ModelRow, SessionRow
 from app.errors import FleetliteError
@@ -16,6 +16,8 @@ from app.services import checkpoints, fleets, jobs, keys, sessions
 from app.services.context import Context
 
 log = logging.getLogger("fleetlite.maintenance")
+_COUNTERS = update(SessionRow).where(SessionRow.id == bindparam("b_id")).values(
+    steps=bindparam("b_steps"), last_loss=bindparam("b_loss"), updated_at=bindparam("b_at"))
 
 
 def flush_counters(ctx: Context) -> int:
@@ -32,10 +34,12 @@ def flush_counters(ctx: Context) -> int:
             snapshot.append((s, at, s.steps, s.last_loss))
     if not snapshot:
         return 0
-    with ctx.db.begin() as db:
-        for s, at, steps, loss in snapshot:
-            db.execute(update(SessionRow).where(SessionRow.id == s.id).values(
-                steps=steps, last_loss=loss, updated_at=at))
+    # In id order, as a fleet's round writes its devices' rows: two transactions that lock
+    # the same rows in the same order wait for each other instead of deadlocking.
+    snapshot.sort(key=lambda item: item[0].id)
+    with ctx.db.begin_core() as conn:
+        conn.execute(_COUNTERS, [{"b_id": s.id, "b_steps": steps, "b_loss": loss, "b_at": at}
+                                 for s, at, steps, loss in snapshot])
     for s, at, _, _ in snapshot:
         s.flushed_at = at
     return len(snapshot)

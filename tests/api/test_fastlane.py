@@ -169,21 +169,25 @@ def test_oversized_body_is_413_and_the_session_is_untouched(tmp_path_factory:
         assert train(c, sid).status_code == 200
 
 
+def keyed_clients(live: LiveServer, mlp_bytes: bytes, *users: str
+                  ) -> tuple[httpx.Client, str, list[httpx.Client]]:
+    """The admin's client, the MLP uploaded, and a client with its own key per user."""
+    admin = httpx.Client(base_url=live.url, timeout=60,
+                         headers={"Authorization": f"Bearer {ADMIN}"})
+    mid = admin.post("/v1/models", files={"file": ("m.tflite", mlp_bytes)},
+                     data={"name": "mlp"}).json()["id"]
+    keys = [admin.post(f"/v1/users/{u}/keys").json()["key"] for u in users]
+    return admin, mid, [httpx.Client(base_url=live.url, timeout=60,
+                                     headers={"Authorization": f"Bearer {k}"}) for k in keys]
+
+
 def test_keys_on_the_lane(tmp_path_factory: pytest.TempPathFactory, mlp_bytes: bytes) -> None:
     root = tmp_path_factory.mktemp("lane-keys")
     with running_server("sqlite-local", root, None, admin_token=ADMIN) as live:
         rec = Recording()
         rec.install()
         try:
-            admin = httpx.Client(base_url=live.url, timeout=60,
-                                 headers={"Authorization": f"Bearer {ADMIN}"})
-            mid = admin.post("/v1/models", files={"file": ("m.tflite", mlp_bytes)},
-                             data={"name": "mlp"}).json()["id"]
-            keys = {u: admin.post(f"/v1/users/{u}/keys").json()["key"] for u in ("ann", "ben")}
-            ann = httpx.Client(base_url=live.url, timeout=60,
-                               headers={"Authorization": f"Bearer {keys['ann']}"})
-            ben = httpx.Client(base_url=live.url, timeout=60,
-                               headers={"Authorization": f"Bearer {keys['ben']}"})
+            admin, mid, (ann, ben) = keyed_clients(live, mlp_bytes, "ann", "ben")
             anon = httpx.Client(base_url=live.url, timeout=60)
             sid = new_session(admin, "ann", mid)
             rec.seen.clear()
@@ -284,14 +288,7 @@ def test_another_users_running_job_is_a_404_not_a_lane_answer(
         rec = Recording()
         rec.install()
         try:
-            admin = httpx.Client(base_url=live.url, timeout=60,
-                                 headers={"Authorization": f"Bearer {ADMIN}"})
-            mid = admin.post("/v1/models", files={"file": ("m.tflite", mlp_bytes)},
-                             data={"name": "mlp"}).json()["id"]
-            keys = {u: admin.post(f"/v1/users/{u}/keys").json()["key"] for u in ("ann", "ben")}
-            ann, ben = (httpx.Client(base_url=live.url, timeout=60,
-                                     headers={"Authorization": f"Bearer {keys[u]}"})
-                        for u in ("ann", "ben"))
+            _, mid, (ann, ben) = keyed_clients(live, mlp_bytes, "ann", "ben")
             sid = new_session(ann, "ann", mid)
             job = start_job(ann, sid, new_dataset(ann, "ann", learnable(4096, seed=2)),
                             epochs=10_000, batch_size=32)
