@@ -89,6 +89,7 @@ class LocalExecutor:
         """In the client's strand: the whole update, then the session counts as saved (the
         fleet keeps what matters of it)."""
         live.check_present()
+        live.fleet_owned = True  # its rows are written when the round commits, not before
         start = start_weights(update, self.fetch, self.read, self.scratch)
         dataset = self.dataset(update.dataset_key)
         arrays = client_arrays(update, dataset, live.signatures["train"])

@@ -27,7 +27,7 @@ from app.db.tables import (
 )
 from app.federated.round_plan import RoundPlan
 from app.runtime.client_update import UpdateResult
-from app.services import rows
+from app.services import rows, sessions
 from app.services.context import Context
 from app.services.fleet_setup import FleetSetup
 
@@ -47,6 +47,16 @@ def session_id_for(fleet_id: str, client_id: int) -> str:
     """A device's session id: made from its fleet's and its own, so that a round re-run
     after a restart gives the same device the same session."""
     return f"ses_{fleet_id.removeprefix('flt_')}_{client_id:07d}"
+
+
+def drop_live_devices(ctx: Context, fleet_id: str) -> None:
+    """At a fleet's end, whatever the end: forget its devices' live sessions, so that the
+    next call loads each from its row and head (what the fleet committed), not from
+    counters and weights of a round that never committed."""
+    prefix = session_id_for(fleet_id, 0)[:-7]
+    for live in ctx.pool.all():
+        if live.id.startswith(prefix):
+            live.strand.submit(sessions.drop, ctx, live)
 
 
 def fleet_prefix(row: FleetRow) -> str:

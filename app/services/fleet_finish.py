@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from app.db.tables import CheckpointRow, FleetClientRow, FleetRow, SessionRow
 from app.runtime.client_update import UpdateResult
-from app.services import fleet_commit, fleet_report, sessions
+from app.services import fleet_commit, fleet_report
 from app.services.context import Context
 from app.services.fleet_eval import Evaluator
 from app.services.fleet_setup import FleetSetup
@@ -81,10 +81,6 @@ def _commit(ctx: Context, row: FleetRow, setup: FleetSetup, results: dict[int, U
         for blob in written:
             ctx.store.delete(blob)
         raise
-    for c in clients.keys() | personal.keys():
-        live = ctx.pool.get(fleet_commit.session_id_for(row.id, c))
-        if live is not None:  # loads again from its head: the personalized model
-            live.strand.submit(sessions.drop, ctx, live)
 
 
 def _settle(db: Any, row: FleetRow, setup: FleetSetup, c: int,

@@ -64,6 +64,7 @@ def run(ctx: Context, state: FleetState) -> None:
 
 def _end(ctx: Context, state: FleetState, status: str, error: str | None = None) -> None:
     state.status, state.error = status, error
+    fleet_commit.drop_live_devices(ctx, state.fleet_id)  # next, from the heads it committed
     fleet_rows.finish(ctx, state.fleet_id, status, error)
     state.touch()
 

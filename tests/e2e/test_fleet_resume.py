@@ -25,8 +25,9 @@ ROUNDS = 30
 
 def _spec(model_id: str, dataset_id: str) -> dict[str, Any]:
     # Stateful on the server (fedadam's moments), on the devices (FedPer's own layer) and on
-    # the clock (batteries, diurnal windows): all of it must come back exactly.
-    return {"model_id": model_id, "dataset_id": dataset_id, "clients": 12,
+    # the clock (batteries, diurnal windows): all of it must come back exactly. 40 devices,
+    # so that at the start of the diurnal day several are eligible (with 12, one was).
+    return {"model_id": model_id, "dataset_id": dataset_id, "clients": 40,
             "clients_per_round": 4, "rounds": ROUNDS, "batch_size": 16, "holdout": 0.2,
             "partition": {"kind": "dirichlet", "alpha": 0.5}, "strategy": {"name": "fedadam"},
             "personal": ["dense_2/"], "finetune_epochs": 1, "seed": 5,
@@ -43,10 +44,14 @@ def _wait_rounds(c: httpx.Client, fleet_id: str, n: int) -> None:
 def _fingerprint(c: httpx.Client, fleet: dict[str, Any]) -> dict[str, Any]:
     sha = [c.get(f"/v1/checkpoints/{k}").json()["sha256"] for k in fleet["global_checkpoint_ids"]]
     clients = c.get(f"/v1/fleets/{fleet['id']}/clients").json()["items"]
-    personal = [c.get(f"/v1/checkpoints/{k['checkpoint_id']}").json()["sha256"] for k in clients]
+    personal = [c.get(f"/v1/checkpoints/{k['checkpoint_id']}").json() for k in clients]
+    # A device's steps count every update once: a round re-run after the restart must not
+    # add to counters that reached the session rows before its round committed.
+    steps = [c.get(f"/v1/sessions/{k['session_id']}").json()["steps"] for k in clients]
     rounds = c.get(f"/v1/fleets/{fleet['id']}/rounds").json()["items"]
     timeline = [(r["selected"], r["completed"], r["virtual_end_s"]) for r in rounds]
-    return {"global": sha, "personal": personal, "timeline": timeline,
+    return {"global": sha, "personal": [(p["sha256"], p["step"]) for p in personal],
+            "steps": steps, "timeline": timeline,
             "accuracy": [(k["accuracy_global"], k["accuracy_personal"]) for k in clients]}
 
 
