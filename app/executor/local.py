@@ -1,9 +1,11 @@
-"""The local executor: runner work in this process, each piece a task of a session's strand.
+"""The local executor: runner work in this process.
 
 A job's turns go to its session's strand, so calls on the session interleave with it. A
-fleet's client updates go to the strands of the clients' own sessions (every device is a
-session, subject to the live cap like any other), so a round runs on every interpreter
-thread at once.
+fleet's client updates run on lanes: one thread per core, each with its own interpreter of
+the fleet's model, taking the round's updates one after another. An update restores every
+variable its device starts from and the models train by SGD (no optimizer slots), so which
+interpreter runs it changes nothing in its result (the Ray workers' are others again); the
+devices' sessions are rows and checkpoints, loaded like any session when someone calls them.
 """
 
 from __future__ import annotations
@@ -12,42 +14,41 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from queue import SimpleQueue
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from app.executor.base import TrainingWork, client_arrays, holdout_correct
 from app.executor.cache import Lru
 from app.runtime import ckptfile, runner
-from app.runtime.client_update import ClientUpdate, UpdateResult, start_weights, train
+from app.runtime.client_update import Bare, ClientUpdate, UpdateResult, start_weights, train
 from app.runtime.datasets import read_npz
-from app.runtime.session import LiveSession, SessionEvicted, Snapshot
+from app.runtime.interpreter import LiteSession
+from app.runtime.session import Snapshot
+from app.runtime.signatures import Signatures, read_signatures
 from app.store import BlobStore
-
-
-class SessionSource(Protocol):
-    """Where a client update finds its device's live session (services.bootstrap)."""
-
-    def live(self, update: ClientUpdate) -> LiveSession: ...
-
-    def room(self) -> int:
-        """How many devices' sessions may be in memory for a round (0: no limit)."""
 
 
 class LocalExecutor:
     """Trains on this process's interpreters: the sessions' own."""
 
-    def __init__(self, scratch: Path, store: BlobStore) -> None:
+    def __init__(self, scratch: Path, store: BlobStore, *, lanes: int | None = None,
+                 interpreter_threads: int = 1) -> None:
         self.scratch = scratch
         self.store = store
-        self.sessions: SessionSource | None = None  # set by the services at start
+        self.lanes = max(1, lanes or os.cpu_count() or 1)
+        self.interpreter_threads = interpreter_threads
+        self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="fleet-lane")
+        self._lane = threading.local()  # each lane's interpreters, by model
         self._blobs = Lru[bytes](8)  # global checkpoints: every update of a round reads one
         self._parsed = Lru[Mapping[str, np.ndarray[Any, Any]]](8)
         self._datasets = Lru[Mapping[str, np.ndarray[Any, Any]]](2)
+        self._models = Lru[bytes](4)
+        self._signatures = Lru[Signatures](4)
 
     def train(self, work: TrainingWork, hooks: runner.Hooks[Snapshot]) -> bool:
         """Run the plan on work.live; True when every epoch ran."""
@@ -58,47 +59,57 @@ class LocalExecutor:
 
     def run_updates(self, updates: Sequence[ClientUpdate], stopped: Callable[[], bool]
                     ) -> Iterator[UpdateResult]:
-        """Every update as a task of its client's strand, one per core at a time (each is
-        CPU-bound; more only fight over cores, and a device loaded early would be evicted
-        again before its turn); results as they end.
+        """The round's updates on every lane at once, results as they end. A lane takes the
+        next update itself when one ends: no thread waits for another between two updates,
+        and no update waits for a thread to wake up."""
+        todo = deque(updates)
+        lock = threading.Lock()
+        results: SimpleQueue[tuple[UpdateResult | None, BaseException | None]] = SimpleQueue()
+        closed = threading.Event()
 
-        The thread that finishes an update starts the next one itself, so a core never
-        waits for this (driver) thread to wake up between two updates."""
-        assert self.sessions is not None, "the services set the session source at start"
-        room = min(self.sessions.room() or len(updates), os.cpu_count() or 1)
-        lanes = _Lanes(self, updates, stopped)
-        for _ in range(room):
-            lanes.start_next()
+        def lane() -> None:
+            while not closed.is_set():
+                with lock:
+                    if not todo:
+                        return
+                    update = todo.popleft()
+                try:
+                    results.put((self.update(update, stopped), None))
+                except BaseException as exc:  # noqa: BLE001 - the driver raises it
+                    results.put((None, exc))
+                    return
+
+        for _ in range(min(self.lanes, len(updates))):
+            self._pool.submit(lane)
         try:
             for _ in updates:
-                result, error = lanes.results.get()
+                result, error = results.get()
                 if error is not None:
                     raise error
                 assert result is not None
                 yield result
         finally:
-            lanes.close()  # a failed or interrupted round: let the rest wind down
+            closed.set()  # a failed or interrupted round: the lanes stop after their update
 
-    def submit(self, update: ClientUpdate, stopped: Callable[[], bool]) -> Future[UpdateResult]:
-        assert self.sessions is not None
-        live = self.sessions.live(update)
-        return live.strand.submit(self._update, live, update, stopped)
-
-    def _update(self, live: LiveSession, update: ClientUpdate,
-                stopped: Callable[[], bool]) -> UpdateResult:
-        """In the client's strand: the whole update, then the session counts as saved (the
-        fleet keeps what matters of it)."""
-        live.check_present()
-        live.fleet_owned = True  # its rows are written when the round commits, not before
+    def update(self, update: ClientUpdate, stopped: Callable[[], bool]) -> UpdateResult:
+        """One client update on this lane's interpreter of the model."""
+        lite = self._interpreter(update.model_key)
+        sigs = self._signatures.get(update.model_key, lambda: read_signatures(lite.interpreter))
         start = start_weights(update, self.fetch, self.read, self.scratch)
         dataset = self.dataset(update.dataset_key)
-        arrays = client_arrays(update, dataset, live.signatures["train"])
-        result = train(live, live.lite.restore, live.lite.save, update, start, arrays,
-                       self.scratch, stopped)
-        correct = holdout_correct(update, dataset, lambda x: live.lite.run("infer", x),
-                                  live.signatures["infer"])
-        live.saved_steps = live.steps  # nothing to autosave: its weights are the fleet's
+        result = train(Bare(lite), lite.restore, lite.save, update, start,
+                       client_arrays(update, dataset, sigs["train"]), self.scratch, stopped)
+        correct = holdout_correct(update, dataset, lambda x: lite.run("infer", x),
+                                  sigs["infer"])
         return replace(result, correct=correct)
+
+    def _interpreter(self, model_key: str) -> LiteSession:
+        lites: Lru[LiteSession] | None = getattr(self._lane, "lites", None)
+        if lites is None:
+            lites = self._lane.lites = Lru[LiteSession](2)
+        return lites.get(model_key, lambda: LiteSession(
+            self._models.get(model_key, lambda: self.store.get(model_key)),
+            self.interpreter_threads))
 
     def fetch(self, key: str) -> bytes:
         """A blob from the store, cached (a round's updates share its global checkpoint)."""
@@ -113,55 +124,5 @@ class LocalExecutor:
         return self._datasets.get(key, lambda: read_npz(self.store.get(key)))
 
     def shutdown(self) -> None:
-        """Nothing to release: the threads are the session pool's."""
-
-
-class _Lanes:
-    """A round's updates, started by whichever thread finished the one before."""
-
-    def __init__(self, executor: LocalExecutor, updates: Sequence[ClientUpdate],
-                 stopped: Callable[[], bool]) -> None:
-        self.executor, self.stopped = executor, stopped
-        self.queue = deque((u, 0) for u in updates)
-        self.results: SimpleQueue[tuple[UpdateResult | None, BaseException | None]] = (
-            SimpleQueue())
-        self.pending: set[Future[UpdateResult]] = set()
-        self.lock = threading.Lock()
-        self.closed = False
-
-    def start_next(self) -> None:
-        with self.lock:
-            if self.closed or not self.queue:
-                return
-            update, tries = self.queue.popleft()
-        self._launch(update, tries)
-
-    def _launch(self, update: ClientUpdate, tries: int) -> None:
-        try:
-            fut = self.executor.submit(update, self.stopped)
-        except BaseException as exc:  # loading its session failed: the round fails
-            self.results.put((None, exc))
-            return
-        with self.lock:
-            self.pending.add(fut)
-        fut.add_done_callback(lambda f: self._finished(f, update, tries))
-
-    def _finished(self, fut: Future[UpdateResult], update: ClientUpdate, tries: int) -> None:
-        with self.lock:
-            self.pending.discard(fut)
-        if fut.cancelled():
-            return
-        error = fut.exception()
-        if isinstance(error, SessionEvicted) and tries < 5:  # evicted before its turn
-            self._launch(update, tries + 1)
-            return
-        self.results.put((fut.result() if error is None else None, error))
-        if error is None:
-            self.start_next()
-
-    def close(self) -> None:
-        with self.lock:
-            self.closed = True
-            pending, self.pending = self.pending, set()
-        for fut in pending:
-            fut.cancel()
+        """Let the lanes go (a fleet under way was stopped by its hooks first)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -59,7 +59,6 @@ class LiveSession:
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     flushed_at: datetime | None = None  # the flusher's: updated_at as last written to the row
     job_id: str | None = None
-    fleet_owned: bool = False  # a fleet update ran here: its counters are the fleet's rows
     evicted: bool = False
     recent_losses: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     limits: Limits = DEFAULT_LIMITS
@@ -201,9 +200,8 @@ class LiveSession:
 
     @property
     def dirty(self) -> bool:
-        """Steps taken since the last checkpoint that autosave and eviction must keep; a
-        fleet device's are kept by its fleet's round, or dropped with it."""
-        return self.steps != self.saved_steps and not self.fleet_owned
+        """Steps taken since the last checkpoint."""
+        return self.steps != self.saved_steps
 
     @property
     def busy(self) -> bool:

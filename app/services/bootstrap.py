@@ -9,12 +9,9 @@ from app.config import Settings
 from app.db.engine import Database
 from app.executor.base import Executor
 from app.executor.local import LocalExecutor
-from app.runtime.client_update import ClientUpdate
 from app.runtime.interpreter import warm_up
 from app.runtime.pool import SessionPool
-from app.runtime.session import LiveSession
 from app.runtime.validator import ModelValidator
-from app.services import sessions
 from app.services.context import Context
 from app.services.fleet_run import fleet_workers
 from app.services.job_run import job_workers
@@ -42,8 +39,6 @@ def build_context(settings: Settings) -> Context:
     )
     ctx.jobs = job_workers(ctx, settings.job_workers or (os.cpu_count() or 1))
     ctx.fleets = fleet_workers(ctx, settings.fleet_workers)
-    if isinstance(ctx.executor, LocalExecutor):
-        ctx.executor.sessions = FleetSessions(ctx)
     return ctx
 
 
@@ -60,21 +55,9 @@ def _executor(settings: Settings, store: BlobStore) -> Executor:
                                        settings.s3_secret_access_key),
                            address=settings.ray_address, actors=settings.ray_actors,
                            threads=settings.interpreter_threads)
-    return LocalExecutor(settings.work_path, store)
+    # One lane per core (each update is CPU-bound: more only fight over cores), and no more
+    # than the interpreter threads the settings allow.
+    return LocalExecutor(settings.work_path, store,
+                         lanes=min(os.cpu_count() or 1, settings.runtime_workers),
+                         interpreter_threads=settings.interpreter_threads)
 
-
-class FleetSessions:
-    """Where the local executor finds a fleet device's live session."""
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-
-    def live(self, update: ClientUpdate) -> LiveSession:
-        """The device's session, loaded, or new on its first update."""
-        return sessions.live_or_new(self.ctx, session_id=update.session_id,
-                                    user_id=update.user_id, model_id=update.model_id)
-
-    def room(self) -> int:
-        """Half the live cap (the rest is for everyone else's sessions); 0: no cap."""
-        cap = self.ctx.settings.max_live_sessions
-        return max(1, cap // 2) if cap else 0

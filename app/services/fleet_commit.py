@@ -50,9 +50,9 @@ def session_id_for(fleet_id: str, client_id: int) -> str:
 
 
 def drop_live_devices(ctx: Context, fleet_id: str) -> None:
-    """At a fleet's end, whatever the end: forget its devices' live sessions, so that the
-    next call loads each from its row and head (what the fleet committed), not from
-    counters and weights of a round that never committed."""
+    """At a fleet's end, whatever the end: forget its devices' sessions that calls loaded
+    during the run (with the weights of the round they were loaded at), so that the next
+    call loads each from the row and head the fleet committed last."""
     prefix = session_id_for(fleet_id, 0)[:-7]
     for live in ctx.pool.all():
         if live.id.startswith(prefix):

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 
 from app.db.tables import CheckpointRow, FleetClientRow, FleetRoundRow, FleetRow, SessionRow, utcnow
 from app.federated.round_plan import RoundPlan
+from app.services import sessions
 from app.services.context import Context
 from app.services.fleet_commit import StagedRound, drop, session_id_for
 from app.services.fleet_eval import Evaluator, RoundAccuracy
@@ -43,10 +44,10 @@ def evaluate_and_write(ctx: Context, row: FleetRow, evaluator: Evaluator,
         drop(ctx, staged.written)
         raise
     drop(ctx, superseded)  # rows gone with the commit: blobs second
-    for c, values in staged.owns.items():
+    for c in staged.owns:
         live = ctx.pool.get(session_id_for(row.id, c))
-        if live is not None:  # it held these very weights: its head, unless it moved on
-            live.strand.submit(live.adopt_head, values["id"], values["step"])
+        if live is not None:  # loaded by a call meanwhile: its next loads the new head
+            live.strand.submit(sessions.drop, ctx, live)
     return acc
 
 

@@ -25,14 +25,12 @@ def flush_counters(ctx: Context) -> int:
 
     The flusher (this function, never two at once: the periodic task, then shutdown) owns
     `flushed_at`; the counters it reads are the strand's, each read once (a torn read across
-    fields only delays a value to the next flush, since updated_at is read first). A fleet
-    device's counters run ahead of its rows until its round commits, and a round re-run
-    after a restart counts them again: the fleet writes those rows, never the flusher.
+    fields only delays a value to the next flush, since updated_at is read first).
     """
     snapshot = []
     for s in ctx.pool.all():
         at = s.updated_at
-        if at != s.flushed_at and not s.fleet_owned:
+        if at != s.flushed_at:
             snapshot.append((s, at, s.steps, s.last_loss))
     if not snapshot:
         return 0

@@ -160,27 +160,6 @@ def loss_history(ctx: Context, *, session_id: str) -> tuple[int, list[float]]:
     return live.strand.submit(live.loss_history).result()
 
 
-def live_or_new(ctx: Context, *, session_id: str, user_id: str, model_id: str) -> LiveSession:
-    """A fleet device's live session: loaded from its row, or (its first update) a new one
-    with the model's initial weights, whose row the fleet writes when the round commits."""
-    found = ctx.pool.get(session_id)
-    if found is not None:
-        return found
-
-    def load() -> LiveSession:
-        with ctx.db.begin() as db:
-            row = db.get(SessionRow, session_id)
-        if row is not None:
-            return _load(ctx, row)
-        make_room(ctx, user_id)
-        return _build(ctx, session_id=session_id, user_id=user_id, model_id=model_id,
-                      start=None)
-
-    loaded = ctx.pool.get_or_load(session_id, load)
-    evict_idle(ctx)
-    return loaded
-
-
 def restore(ctx: Context, session: LiveSession, *, checkpoint_id: str) -> None:
     """Load one of the user's checkpoints into the session. Call inside its strand."""
     session.check_present()
