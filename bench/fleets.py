@@ -122,10 +122,16 @@ def bench_fleets(svc: Service, model: bytes, model_id: str) -> dict[str, Any]:
         # The service's iid split, so both do the same work: rebuilt the same way here.
         part = make_clients(num_examples=n, partition={"kind": "iid"}, clients=n_clients,
                             holdout=0.0, seed=SEED, labels=None, natural=None)
-        loop = plain_loop(model, data, [part[c].train for c in range(n_clients)], rounds)
+        # The loop before and after the service, and the ratio to their mean: on this VM
+        # the same loop varies by a fifth from one minute to the next.
+        before = plain_loop(model, data, [part[c].train for c in range(n_clients)], rounds)
         service = service_fleet(svc, model_id, dataset_id, n_clients, rounds)
+        after = plain_loop(model, data, [part[c].train for c in range(n_clients)], rounds)
+        loop = {k: (before[k] + after[k]) / 2 for k in before}
         out[name] = {"clients": n_clients, "rounds": rounds,
-                     "examples_per_client": n // n_clients, "loop": loop, "service": service,
+                     "examples_per_client": n // n_clients, "loop": loop,
+                     "loops": [before["updates_per_s"], after["updates_per_s"]],
+                     "service": service,
                      "ratio": service["updates_per_s"] / loop["updates_per_s"],
                      "steady_ratio": service["steady_updates_per_s"] / loop["updates_per_s"]}
     return out
@@ -140,7 +146,8 @@ def print_fleets(res: dict[str, Any]) -> None:
                 f"{r['rounds']} rounds)"
         s, lp = r["service"], r["loop"]
         print(f"  {label}")
-        print(f"    {'plain loop, one thread':46} {lp['updates_per_s']:10.1f}")
+        print(f"    {'plain loop, one thread (before, after)':46} {lp['updates_per_s']:10.1f}"
+              f"   ({r['loops'][0]:.1f}, {r['loops'][1]:.1f})")
         print(f"    {'service fleet, POST to end':46} {s['updates_per_s']:10.1f} "
               f"{r['ratio']:7.2f}x")
         print(f"    {'service fleet, rounds 2.. (interpreters built)':46} "
@@ -149,7 +156,8 @@ def print_fleets(res: dict[str, Any]) -> None:
               "aggregate {:.1f}".format(*(1000 * lp[k] for k in (
                   "restore_s", "train_s", "save_s", "read_s", "aggregate_s"))))
         print("      service: updates {:.1f} wall (summed over threads: restore {:.1f} train "
-              "{:.1f} save {:.1f} read {:.1f}), aggregate {:.1f}, bookkeeping {:.1f}; beside "
-              "the next round: evaluate {:.1f}".format(*(1000 * s.get(k, 0.0) for k in (
+              "{:.1f} save {:.1f} read {:.1f}), aggregate {:.1f}, plan {:.1f}, bookkeeping "
+              "{:.1f}; beside the next round: evaluate {:.1f}".format(*(1000 * s.get(k, 0.0)
+                                                                   for k in (
                   "updates_s", "updates_restore_s", "updates_train_s", "updates_save_s",
-                  "updates_read_s", "aggregate_s", "commit_s", "evaluate_s"))))
+                  "updates_read_s", "aggregate_s", "plan_s", "commit_s", "evaluate_s"))))

@@ -29,7 +29,8 @@ class Evaluator:
 
     def __init__(self, ctx: Context, setup: FleetSetup) -> None:
         self.setup, self.scratch = setup, ctx.settings.work_path
-        self.lite = LiteSession(setup.model.data, ctx.settings.interpreter_threads)
+        self.threads = ctx.settings.interpreter_threads
+        self._lite: LiteSession | None = None  # built on the first measurement
         spec = setup.model.signatures["infer"]
         self.fixed = _fixed_batch(spec)
         self._holdout: tuple[np.ndarray, np.ndarray] | None = None  # (indices, client of each)
@@ -40,6 +41,8 @@ class Evaluator:
         setup = self.setup
         if setup.output is None or setup.spec["strategy"]["name"] == "local":
             return RoundAccuracy(None, None)  # no accuracy to measure; no global model
+        if setup.test is None and not self._holds_out():  # nothing to measure it on
+            return RoundAccuracy(None, None)
         self._restore(weights)
         global_acc = None
         if setup.test is not None:
@@ -53,7 +56,7 @@ class Evaluator:
     def client_accuracy(self) -> np.ndarray | None:
         """Per client, the restored weights' accuracy on its holdout (NaN: none held out)."""
         setup = self.setup
-        if setup.classes is None or not setup.partition.num_holdout.any():
+        if not self._holds_out():
             return None
         idx, owner = self.holdout()
         inputs = {n: setup.arrays[n][idx] for n in setup.infer_inputs}
@@ -72,6 +75,16 @@ class Evaluator:
             idx = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
             self._holdout = (idx, part.client_of[idx])
         return self._holdout
+
+    def _holds_out(self) -> bool:
+        return self.setup.classes is not None and bool(self.setup.partition.num_holdout.any())
+
+    @property
+    def lite(self) -> LiteSession:
+        """The evaluator's interpreter (a fleet with nothing to measure never builds one)."""
+        if self._lite is None:
+            self._lite = LiteSession(self.setup.model.data, self.threads)
+        return self._lite
 
     def _restore(self, weights: bytes) -> None:
         path = self.scratch / f"eval-{id(self)}.ckpt"

@@ -101,6 +101,7 @@ def _rounds(ctx: Context, state: FleetState, row: FleetRow, setup: FleetSetup) -
             for r in range(row.rounds_done + 1, spec["rounds"] + 1):
                 if state.cancel.is_set() or state.stop.is_set():
                     return False
+                timer = Timer()
                 plan = clock.plan_round(
                     r, clients_per_round=spec["clients_per_round"], examples=setup.examples,
                     global_bytes=len(global_data), update_bytes=len(global_data),
@@ -113,9 +114,9 @@ def _rounds(ctx: Context, state: FleetState, row: FleetRow, setup: FleetSetup) -
                 state.round, state.updates_done = r, 0
                 state.updates_in_round = len(plan.aggregate)
                 state.touch()
-                timer = Timer()
                 updates = [update_for(setup, row, clients, r, c, global_key)
                            for c in plan.aggregate]
+                timer.lap("plan_s")
                 results: dict[int, UpdateResult] = {}
                 for result in ctx.executor.run_updates(updates, state.stop.is_set):
                     results[result.client_id] = result

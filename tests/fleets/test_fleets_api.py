@@ -149,8 +149,9 @@ def test_client_session_answers_like_its_checkpoint_in_a_plain_interpreter(
 
 def test_progress_events_then_the_end(client: httpx.Client, mlp_id: str,
                                       data: dict[str, Any]) -> None:
-    # long enough (a second or more) to outlast the streams' 0.2 s between events
-    fleet = start(client, "fia", **spec(mlp_id, data, rounds=12, local_epochs=2))
+    # long enough (a second or more: 12 rounds of 5 updates of 7 x 40 steps, on two lanes)
+    # to outlast the streams' 0.2 s between events
+    fleet = start(client, "fia", **spec(mlp_id, data, rounds=12, local_epochs=40))
     events = follow(client, fleet["id"])
     names = [e for e, _ in events]
     assert names[-1] == "end" and names.count("end") == 1 and "progress" in names
