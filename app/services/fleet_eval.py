@@ -56,7 +56,7 @@ class Evaluator:
     def client_accuracy(self) -> np.ndarray | None:
         """Per client, the restored weights' accuracy on its holdout (NaN: none held out)."""
         setup = self.setup
-        if not self._holds_out():
+        if setup.classes is None or not self._holds_out():
             return None
         idx, owner = self.holdout()
         inputs = {n: setup.arrays[n][idx] for n in setup.infer_inputs}
