@@ -98,7 +98,7 @@ def service_fleet(svc: Service, model_id: str, dataset_id: str, clients: int,
             # for the round before's transaction (which runs beside the next round)
             t["commit_s"] = t.get("stage_s", 0.0) + t.get("wait_s", 0.0)
             per_round.append(t)
-        # Rounds 2.. only: the first also builds every device's interpreter.
+        # Rounds 2.. only: the first also builds the lanes' interpreters, reads the dataset.
         steady = _ts(items[-1]["finished_at"]) - _ts(items[1]["started_at"])
     phases = {k: float(np.mean([t.get(k, 0.0) for t in per_round])) for k in per_round[0]}
     return {"updates_per_s": rounds * clients / wall,
@@ -150,7 +150,7 @@ def print_fleets(res: dict[str, Any]) -> None:
               f"   ({r['loops'][0]:.1f}, {r['loops'][1]:.1f})")
         print(f"    {'service fleet, POST to end':46} {s['updates_per_s']:10.1f} "
               f"{r['ratio']:7.2f}x")
-        print(f"    {'service fleet, rounds 2.. (interpreters built)':46} "
+        print(f"    {'service fleet, rounds 2.. (warm)':46} "
               f"{s['steady_updates_per_s']:10.1f} {r['steady_ratio']:7.2f}x")
         print("    per round, ms: loop: restore {:.1f} train {:.1f} save {:.1f} read {:.1f} "
               "aggregate {:.1f}".format(*(1000 * lp[k] for k in (
@@ -161,3 +161,22 @@ def print_fleets(res: dict[str, Any]) -> None:
                                                                    for k in (
                   "updates_s", "updates_restore_s", "updates_train_s", "updates_save_s",
                   "updates_read_s", "aggregate_s", "plan_s", "commit_s", "evaluate_s"))))
+
+
+def main() -> None:
+    """`python -m bench.fleets`: the fleet table alone (a minute, where `make bench` is ten)."""
+    import models  # the repository's model builders, as `make bench` uses them
+
+    mlp = models.build_cached("mlp")
+    svc = Service()
+    try:
+        with httpx.Client(base_url=svc.url, timeout=120) as api:
+            model_id = api.post("/v1/models", files={"file": ("mlp.tflite", mlp)},
+                                data={"name": "mlp"}).json()["id"]
+        print_fleets(bench_fleets(svc, mlp, model_id))
+    finally:
+        svc.close()
+
+
+if __name__ == "__main__":
+    main()

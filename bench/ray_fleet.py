@@ -89,13 +89,13 @@ def main() -> None:
     print("\n  1,000,000 devices, 1,000 a round, one local epoch of "
           "{mlp} (MLP) or {cnn} (CNN) examples each:".format(**EXAMPLES))
     print(f"  {'model':6} {'CPU s/update':>13} {'core-hours/round':>17} "
-          f"{'aggregate s/round':>18} {'min/round on 64 cores':>22}")
+          f"{'aggregate s/round':>18} {'s/round on 64 cores':>20}")
     for name in ("mlp", "cnn"):
         cost = out[f"local_{name}"]["cpu_s_per_update"]
         agg = out[f"local_{name}"]["aggregate_s"] * 1000 / PER_ROUND  # linear in clients
         core_h = 1000 * cost / 3600
-        print(f"  {name:6} {cost:13.4f} {core_h:17.3f} {agg:18.1f} "
-              f"{(1000 * cost / 64 + agg) / 60:22.2f}")
+        print(f"  {name:6} {cost:13.4f} {core_h:17.4f} {agg:18.1f} "
+              f"{1000 * cost / 64 + agg:20.1f}")
 
 
 if __name__ == "__main__":
