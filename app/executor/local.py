@@ -34,7 +34,8 @@ from app.store import BlobStore
 
 
 class LocalExecutor:
-    """Trains on this process's interpreters: the sessions' own."""
+    """Trains on this process's interpreters: a job on its session's, a fleet's updates on
+    the lanes'."""
 
     def __init__(self, scratch: Path, store: BlobStore, *, lanes: int | None = None,
                  interpreter_threads: int = 1) -> None:

@@ -47,7 +47,6 @@ def run(ctx: Context, state: FleetState) -> None:
         return _end(ctx, state, "cancelled")
     try:
         setup = prepare(ctx, user_id=row.user_id, spec=dict(row.spec))
-        state.status = "running"
         if _rounds(ctx, state, row, setup):
             fleet_finish.personalize_and_report(ctx, row, setup, state.stop.is_set)
             _end(ctx, state, "succeeded")
@@ -92,6 +91,8 @@ def _rounds(ctx: Context, state: FleetState, row: FleetRow, setup: FleetSetup) -
             state.status = "cancelled"  # cancelled while it waited: the row says so already
             return False
         global_key = fleet_commit.put_initial(ctx, row, setup.initial)
+    # Running from here: a read of the live state now shows the row as recorded (started_at).
+    state.status = "running"
     evaluator = Evaluator(ctx, setup)
     # A round's transaction (and the evaluation it records) runs on this thread while the
     # next round trains; at most one is in flight, and a failed one fails the fleet.
