@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -11,14 +11,15 @@ import numpy as np
 
 from app.federated.faults import flip_labels
 from app.federated.partition import class_ids
-from app.runtime.client_update import ClientUpdate, UpdateResult
+from app.runtime.client_update import Bare, ClientUpdate, UpdateResult, start_weights, train
 from app.runtime.evaluate import predict
+from app.runtime.interpreter import LiteSession
 from app.runtime.runner import Hooks, Plan
 from app.runtime.session import Arrays, LiveSession, Snapshot
-from app.runtime.signatures import SignatureSpec, numpy_dtype
+from app.runtime.signatures import Signatures, SignatureSpec, numpy_dtype
 
 __all__ = ["ClientUpdate", "UpdateResult", "TrainingWork", "Executor", "client_arrays",
-           "holdout_correct"]
+           "holdout_correct", "run_update"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,17 @@ def holdout_correct(update: ClientUpdate, dataset: Mapping[str, np.ndarray[Any, 
     fixed = {t.shape[0] for t in spec.inputs.values() if t.shape} - {-1}
     predicted = predict(infer, inputs, update.output, min(fixed) if fixed else None)
     return int((predicted == class_ids(dataset[update.label][idx])).sum())
+
+
+def run_update(update: ClientUpdate, lite: LiteSession, sigs: Signatures,
+               dataset: Mapping[str, np.ndarray[Any, Any]],
+               fetch: Callable[[str], bytes],
+               read: Callable[[str], Mapping[str, np.ndarray[Any, Any]]],
+               scratch: Path, stopped: Callable[[], bool]) -> UpdateResult:
+    """One client update on an interpreter of its model, as every executor runs it: the
+    start weights restored, the plan trained, the weights saved, the holdout measured."""
+    start = start_weights(update, fetch, read, scratch)
+    result = train(Bare(lite), lite.restore, lite.save, update, start,
+                   client_arrays(update, dataset, sigs["train"]), scratch, stopped)
+    correct = holdout_correct(update, dataset, lambda x: lite.run("infer", x), sigs["infer"])
+    return replace(result, correct=correct)

@@ -15,17 +15,16 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any
 
 import numpy as np
 
-from app.executor.base import TrainingWork, client_arrays, holdout_correct
+from app.executor.base import TrainingWork, run_update
 from app.executor.cache import Lru
 from app.runtime import ckptfile, runner
-from app.runtime.client_update import Bare, ClientUpdate, UpdateResult, start_weights, train
+from app.runtime.client_update import ClientUpdate, UpdateResult
 from app.runtime.datasets import read_npz
 from app.runtime.interpreter import LiteSession
 from app.runtime.session import Snapshot
@@ -96,13 +95,8 @@ class LocalExecutor:
         """One client update on this lane's interpreter of the model."""
         lite = self._interpreter(update.model_key)
         sigs = self._signatures.get(update.model_key, lambda: read_signatures(lite.interpreter))
-        start = start_weights(update, self.fetch, self.read, self.scratch)
-        dataset = self.dataset(update.dataset_key)
-        result = train(Bare(lite), lite.restore, lite.save, update, start,
-                       client_arrays(update, dataset, sigs["train"]), self.scratch, stopped)
-        correct = holdout_correct(update, dataset, lambda x: lite.run("infer", x),
-                                  sigs["infer"])
-        return replace(result, correct=correct)
+        return run_update(update, lite, sigs, self.dataset(update.dataset_key), self.fetch,
+                          self.read, self.scratch, stopped)
 
     def _interpreter(self, model_key: str) -> LiteSession:
         lites: Lru[LiteSession] | None = getattr(self._lane, "lites", None)

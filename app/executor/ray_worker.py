@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from app.executor.base import client_arrays, holdout_correct
+from app.executor.base import run_update
 from app.executor.cache import Lru
 from app.runtime import ckptfile, runner
-from app.runtime.client_update import Bare, ClientUpdate, UpdateResult, start_weights, train
+from app.runtime.client_update import Bare, ClientUpdate, UpdateResult
 from app.runtime.datasets import read_npz
 from app.runtime.interpreter import LiteSession
 from app.runtime.runner import Plan
@@ -105,16 +105,10 @@ class UpdateWorker:
     def update(self, update: ClientUpdate) -> UpdateResult:
         """One client update, as the local executor runs it, on this worker's interpreter."""
         lite = self._lite(update.session_id, update.model_key)
-        sigs = self._signatures(update.model_key, lite)
         dataset = self.datasets.get(update.dataset_key,
                                     lambda: read_npz(self.store.get(update.dataset_key)))
-        start = start_weights(update, self.fetch, self.read, self.scratch)
-        result = train(Bare(lite), lite.restore, lite.save, update, start,
-                       client_arrays(update, dataset, sigs["train"]), self.scratch,
-                       lambda: False)
-        correct = holdout_correct(update, dataset, lambda x: lite.run("infer", x),
-                                  sigs["infer"])
-        return replace(result, correct=correct)
+        return run_update(update, lite, self._signatures(update.model_key, lite), dataset,
+                          self.fetch, self.read, self.scratch, lambda: False)
 
     def train_job(self, job: RemoteJob) -> Iterator[EpochDone]:
         """A job's epochs from job.plan.first_epoch on, one EpochDone each (a streaming
