@@ -232,33 +232,6 @@ def steps_after(clients: dict[int, ClientState], c: int, res: UpdateResult) -> i
     return (state.steps if state else 0) + res.steps
 
 
-def _upsert_client(db: Any, row: FleetRow, setup: FleetSetup, c: int, res: UpdateResult,
-                   clients: dict[int, ClientState], own: dict[str, Any] | None) -> None:
-    sid = session_id_for(row.id, c)
-    head = own["id"] if own else None
-    steps = steps_after(clients, c, res)
-    state = clients.get(c)
-    if state is None:  # its first update: the device's session and row are made now
-        db.add(SessionRow(id=sid, user_id=row.user_id, model_id=setup.model.id,
-                          head_checkpoint_id=head, head_step=own["step"] if own else None,
-                          steps=steps, last_loss=res.loss, created_at=utcnow(),
-                          updated_at=utcnow()))
-        db.add(FleetClientRow(fleet_id=row.id, client_id=c, session_id=sid,
-                              rounds_participated=1, checkpoint_id=head))
-        clients[c] = ClientState(sid, 1, None, None, steps)
-        return
-    state.rounds_participated, state.steps = state.rounds_participated + 1, steps
-    values: dict[str, Any] = {"rounds_participated": state.rounds_participated}
-    db.execute(update(SessionRow).where(SessionRow.id == sid).values(steps=steps,
-                                                                      last_loss=res.loss))
-    if own:
-        values["checkpoint_id"] = head
-        db.execute(update(SessionRow).where(SessionRow.id == sid).values(
-            head_checkpoint_id=head, head_step=own["step"]))
-    db.execute(update(FleetClientRow).where(FleetClientRow.fleet_id == row.id,
-                                            FleetClientRow.client_id == c).values(**values))
-
-
 def _train_loss(results: dict[int, UpdateResult]) -> float | None:
     known = [(r.loss, r.examples) for r in results.values() if r.loss is not None]
     total = sum(n for _, n in known)
