@@ -90,9 +90,11 @@ def _rounds(ctx: Context, state: FleetState, row: FleetRow, setup: FleetSetup) -
         if not fleet_commit.mark_started(ctx, row):
             state.status = "cancelled"  # cancelled while it waited: the row says so already
             return False
-        global_key = fleet_commit.put_initial(ctx, row, setup.initial)
-    # Running from here: a read of the live state now shows the row as recorded (started_at).
+    # Running from here, as the row now says: the live state shows it with its started_at,
+    # and shows it at once (a status read must not find the row running and memory not).
     state.status = "running"
+    if not row.rounds_done:
+        global_key = fleet_commit.put_initial(ctx, row, setup.initial)
     evaluator = Evaluator(ctx, setup)
     # A round's transaction (and the evaluation it records) runs on this thread while the
     # next round trains; at most one is in flight, and a failed one fails the fleet.
