@@ -101,7 +101,6 @@ class FastLane:
         await send({"type": "http.response.body", "body": payload})
         return 200
 
-
     async def _status(self, ctx: Context, scope: Scope, send: Send, kind: str,
                       object_id: str) -> bool:
         """A running job's or fleet's view, from memory, as its route shows it."""

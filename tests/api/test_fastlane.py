@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,12 +54,21 @@ class Recording:
         return [t for p, t in self.seen if path_part in p]
 
 
-@pytest.fixture(scope="module")
-def lane(server: LiveServer) -> Iterator[Recording]:
+@contextmanager
+def recording() -> Iterator[Recording]:
+    """The lane's requests recorded while the block runs."""
     rec = Recording()
     rec.install()
-    yield rec
-    rec.uninstall()
+    try:
+        yield rec
+    finally:
+        rec.uninstall()
+
+
+@pytest.fixture(scope="module")
+def lane(server: LiveServer) -> Iterator[Recording]:
+    with recording() as rec:
+        yield rec
 
 
 def binary_body(arrays: dict[str, np.ndarray], **params: Any) -> tuple[bytes, dict[str, str]]:
@@ -169,42 +180,41 @@ def test_oversized_body_is_413_and_the_session_is_untouched(tmp_path_factory:
         assert train(c, sid).status_code == 200
 
 
-def keyed_clients(live: LiveServer, mlp_bytes: bytes, *users: str
-                  ) -> tuple[httpx.Client, str, list[httpx.Client]]:
-    """The admin's client, the MLP uploaded, and a client with its own key per user."""
-    admin = httpx.Client(base_url=live.url, timeout=60,
-                         headers={"Authorization": f"Bearer {ADMIN}"})
-    mid = admin.post("/v1/models", files={"file": ("m.tflite", mlp_bytes)},
-                     data={"name": "mlp"}).json()["id"]
-    keys = [admin.post(f"/v1/users/{u}/keys").json()["key"] for u in users]
-    return admin, mid, [httpx.Client(base_url=live.url, timeout=60,
-                                     headers={"Authorization": f"Bearer {k}"}) for k in keys]
+@contextmanager
+def keyed_server(root: Path, mlp_bytes: bytes, *users: str) -> Iterator[
+        tuple[LiveServer, Recording, httpx.Client, str, list[httpx.Client]]]:
+    """A server with keys on and its lane recorded: the admin's client, the MLP uploaded,
+    and a client with its own key per user."""
+    with running_server("sqlite-local", root, None, admin_token=ADMIN) as live, \
+            recording() as rec:
+        admin = httpx.Client(base_url=live.url, timeout=60,
+                             headers={"Authorization": f"Bearer {ADMIN}"})
+        mid = admin.post("/v1/models", files={"file": ("m.tflite", mlp_bytes)},
+                         data={"name": "mlp"}).json()["id"]
+        keys = [admin.post(f"/v1/users/{u}/keys").json()["key"] for u in users]
+        yield live, rec, admin, mid, [httpx.Client(
+            base_url=live.url, timeout=60, headers={"Authorization": f"Bearer {k}"})
+            for k in keys]
 
 
 def test_keys_on_the_lane(tmp_path_factory: pytest.TempPathFactory, mlp_bytes: bytes) -> None:
-    root = tmp_path_factory.mktemp("lane-keys")
-    with running_server("sqlite-local", root, None, admin_token=ADMIN) as live:
-        rec = Recording()
-        rec.install()
-        try:
-            admin, mid, (ann, ben) = keyed_clients(live, mlp_bytes, "ann", "ben")
-            anon = httpx.Client(base_url=live.url, timeout=60)
-            sid = new_session(admin, "ann", mid)
-            rec.seen.clear()
-            assert train(ann, sid).status_code == 200  # first use of the key: the route reads it
-            assert train(ann, sid).status_code == 200  # known now: the lane
-            assert_problem(train(ben, sid), 404, sid)  # another user's session looks missing
-            assert_problem(train(anon, sid), 401, "key")
-            r = train(httpx.Client(base_url=live.url, headers={"Authorization": "Bearer x"}), sid)
-            assert_problem(r, 401, "key")
-            assert train(admin, sid).status_code == 200
-            assert rec.taken("/infer") == [False, True, False, False, False, True]
-            key_id = admin.get("/v1/users/ann/keys").json()["items"][0]["id"]
-            assert admin.delete(f"/v1/users/ann/keys/{key_id}").status_code == 204
-            assert_problem(train(ann, sid), 401, "key")  # revoked: not served from any cache
-            assert steps(admin, sid) == 3
-        finally:
-            rec.uninstall()
+    with keyed_server(tmp_path_factory.mktemp("lane-keys"), mlp_bytes, "ann", "ben") as (
+            live, rec, admin, mid, (ann, ben)):
+        anon = httpx.Client(base_url=live.url, timeout=60)
+        sid = new_session(admin, "ann", mid)
+        rec.seen.clear()
+        assert train(ann, sid).status_code == 200  # first use of the key: the route reads it
+        assert train(ann, sid).status_code == 200  # known now: the lane
+        assert_problem(train(ben, sid), 404, sid)  # another user's session looks missing
+        assert_problem(train(anon, sid), 401, "key")
+        r = train(httpx.Client(base_url=live.url, headers={"Authorization": "Bearer x"}), sid)
+        assert_problem(r, 401, "key")
+        assert train(admin, sid).status_code == 200
+        assert rec.taken("/infer") == [False, True, False, False, False, True]
+        key_id = admin.get("/v1/users/ann/keys").json()["items"][0]["id"]
+        assert admin.delete(f"/v1/users/ann/keys/{key_id}").status_code == 204
+        assert_problem(train(ann, sid), 401, "key")  # revoked: not served from any cache
+        assert steps(admin, sid) == 3
 
 
 def _requests_total(client: httpx.Client, handler: str, status: str = "2xx") -> float:
@@ -283,22 +293,16 @@ def test_status_reads_of_running_work_take_the_lane(client: httpx.Client, mlp_id
 
 def test_another_users_running_job_is_a_404_not_a_lane_answer(
         tmp_path_factory: pytest.TempPathFactory, mlp_bytes: bytes) -> None:
-    root = tmp_path_factory.mktemp("lane-status-keys")
-    with running_server("sqlite-local", root, None, admin_token=ADMIN) as live:
-        rec = Recording()
-        rec.install()
-        try:
-            _, mid, (ann, ben) = keyed_clients(live, mlp_bytes, "ann", "ben")
-            sid = new_session(ann, "ann", mid)
-            job = start_job(ann, sid, new_dataset(ann, "ann", learnable(4096, seed=2)),
-                            epochs=10_000, batch_size=32)
-            path = f"/v1/jobs/{job['id']}"
-            _until_running(ann, path)
-            rec.seen.clear()
-            assert ann.get(path).status_code == 200
-            assert_problem(ben.get(path), 404, job["id"])
-            assert_problem(httpx.get(live.url + path), 401, "key")
-            assert [t for p, t in rec.seen if p == path] == [True, False, False]
-            assert ann.post(f"{path}/cancel").status_code == 202
-        finally:
-            rec.uninstall()
+    with keyed_server(tmp_path_factory.mktemp("lane-status-keys"), mlp_bytes, "ann",
+                      "ben") as (live, rec, _, mid, (ann, ben)):
+        sid = new_session(ann, "ann", mid)
+        job = start_job(ann, sid, new_dataset(ann, "ann", learnable(4096, seed=2)),
+                        epochs=10_000, batch_size=32)
+        path = f"/v1/jobs/{job['id']}"
+        _until_running(ann, path)
+        rec.seen.clear()
+        assert ann.get(path).status_code == 200
+        assert_problem(ben.get(path), 404, job["id"])
+        assert_problem(httpx.get(live.url + path), 401, "key")
+        assert [t for p, t in rec.seen if p == path] == [True, False, False]
+        assert ann.post(f"{path}/cancel").status_code == 202
