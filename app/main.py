@@ -17,7 +17,9 @@ from starlette.types import Receive, Scope, Send
 
 from app import allocator, metrics, quiet, single
 from app.api import (
+    bundles,
     checkpoints,
+    convert,
     datasets,
     devices,
     fleets,
@@ -26,6 +28,7 @@ from app.api import (
     keys,
     models,
     oip,
+    privacy,
     sessions,
 )
 from app.api.auth import principal
@@ -114,7 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app, settings)
     app.include_router(health.router)  # health answers without a key
-    for module in (models, sessions, checkpoints, datasets, jobs, fleets, devices, oip, keys):
+    for module in (convert, models, bundles, sessions, checkpoints, datasets, jobs, fleets,
+                   devices, oip, keys, privacy):
         # Authentication on the router, so a route cannot be added without it.
         app.include_router(module.router, dependencies=[Depends(principal)])
     # Outermost last: request metrics, then body limits, then the routes.

@@ -35,6 +35,8 @@ TAGS = [
     {"name": "open inference protocol", "description": "Each session speaks the Open "
      "Inference Protocol (v2) under `/v1/sessions/{session_id}`: its signatures are the "
      "protocol's models, so a stock client (tritonclient) works, binary tensors included."},
+    {"name": "privacy", "description": "Differential privacy for fleets: epsilon of a "
+     "DP-FedAvg schedule, or the noise multiplier a target epsilon needs."},
     {"name": "keys", "description": "Per-user API keys, when `FLEETLITE_ADMIN_TOKEN` is set; "
      "admin only."},
     {"name": "health", "description": "Liveness, readiness and Prometheus metrics; no key."},

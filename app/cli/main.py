@@ -9,9 +9,11 @@ import typer
 
 from app.cli.api import Api
 from app.cli.checkpoints import checkpoints_app
+from app.cli.convert import convert
 from app.cli.fleets import devices, fleets_app
 from app.cli.groups import Typer
 from app.cli.jobs import jobs_app
+from app.cli.privacy import privacy_app
 from app.cli.resources import datasets_app, models_app, sessions_app
 from app.cli.state import TOKEN_WORDS, State
 
@@ -26,6 +28,8 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(checkpoints_app, name="checkpoints")
 app.add_typer(fleets_app, name="fleets")
+app.add_typer(privacy_app, name="privacy")
+models_app.command("convert")(convert)
 app.command("devices")(devices)
 
 
