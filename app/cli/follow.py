@@ -7,9 +7,11 @@ Each kind of work is a noun whose routes are `/v1/{noun}s/{id}`, `.../events` an
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any, NoReturn, Protocol
 
 import httpx
@@ -78,6 +80,27 @@ def updates(client: Api, noun: str, item_id: str, lost: str) -> Iterator[dict[st
         time.sleep(min(2.0**failures, 10.0))
 
 
+@contextmanager
+def ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt inside, whatever the parent did: a process started in
+    the background from a non-interactive shell inherits SIGINT ignored, and Python then
+    installs no handler of its own. The previous handler is put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers (and only it receives signals)
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def following(noun: str, item_id: str, then: str) -> None:
+    """Say on stderr that the command now follows the work and what Ctrl-C does (said once
+    Ctrl-C is handled, so a script may wait for this line before sending it)."""
+    err_console().print(f"following {noun} {item_id} ({then})", markup=False, soft_wrap=True)
+
+
 def follow(ctx: typer.Context, noun: str, item: dict[str, Any],
            make_bar: Callable[[dict[str, Any]], Bar]) -> dict[str, Any]:
     """Follow the work to its end, with a live bar unless --json; its final state."""
@@ -109,25 +132,29 @@ def cancel_after_interrupt(client: Api, noun: str, item_id: str, stops: str) -> 
 def run_to_end(ctx: typer.Context, noun: str, item: dict[str, Any],
                make_bar: Callable[[dict[str, Any]], Bar], stops: str) -> dict[str, Any]:
     """Follow what this command just started; Ctrl-C cancels it on the server (exit 130)."""
-    try:
-        return follow(ctx, noun, item, make_bar)
-    except KeyboardInterrupt:
-        cancel_after_interrupt(api(ctx), noun, item["id"], stops)
+    with ctrl_c():
+        try:
+            following(noun, item["id"], "Ctrl-C cancels it")
+            return follow(ctx, noun, item, make_bar)
+        except KeyboardInterrupt:
+            pass
+    cancel_after_interrupt(api(ctx), noun, item["id"], stops)
 
 
 def follow_existing(ctx: typer.Context, noun: str, item_id: str,
                     make_bar: Callable[[dict[str, Any]], Bar]) -> dict[str, Any]:
     """`{noun}s follow`: follow to its end; Ctrl-C stops following and leaves it running."""
-    try:
-        item = api(ctx).json("GET", path(noun, item_id))
-        err_console().print(f"following {noun} {item_id}; Ctrl-C stops following, the {noun} "
-                            "goes on", markup=False, soft_wrap=True)
-        return follow(ctx, noun, item, make_bar)
-    except KeyboardInterrupt:
-        err_console().print(f"stopped following; {noun} {item_id} goes on "
-                            f"({hint(ctx, f'{noun}s', 'cancel', item_id)} stops it)",
-                            markup=False, soft_wrap=True)
-        raise typer.Exit(INTERRUPTED) from None
+    with ctrl_c():
+        try:
+            item = api(ctx).json("GET", path(noun, item_id))
+            following(noun, item_id, f"Ctrl-C stops following, the {noun} goes on")
+            return follow(ctx, noun, item, make_bar)
+        except KeyboardInterrupt:
+            pass
+    err_console().print(f"stopped following; {noun} {item_id} goes on "
+                        f"({hint(ctx, f'{noun}s', 'cancel', item_id)} stops it)",
+                        markup=False, soft_wrap=True)
+    raise typer.Exit(INTERRUPTED)
 
 
 def show_started(ctx: typer.Context, noun: str, item: dict[str, Any]) -> None:

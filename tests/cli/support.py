@@ -41,11 +41,31 @@ def field(text: str, key: str) -> str:
     return found.group(1)
 
 
+def ignore_ctrl_c() -> None:
+    """In the child before exec: SIGINT ignored, as a non-interactive shell leaves it for a
+    command it starts in the background (`setsid fleetlite ... &` from a script)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def spawn(server: LiveServer, *args: str) -> subprocess.Popen[str]:
-    """`python -m app.cli --url <server> args...` in a child process, to send it signals."""
+    """`python -m app.cli --url <server> args...` in a child process that starts with SIGINT
+    ignored, to send it Ctrl-C: the CLI must handle it anyway."""
     return subprocess.Popen([sys.executable, "-m", "app.cli", "--url", server.url, *args],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            preexec_fn=ignore_ctrl_c)
+
+
+def until_following(child: subprocess.Popen[str]) -> str:
+    """Read the child's stderr up to its `following ...` line (printed once Ctrl-C is
+    handled); what was read. Fails if the child ends without it."""
+    assert child.stderr
+    read = []
+    while line := child.stderr.readline():
+        read.append(line)
+        if line.startswith("following "):
+            return "".join(read)
+    raise AssertionError(f"the CLI ended without saying it follows: {''.join(read)}")
 
 
 def when_running(client: httpx.Client, noun: str, started: Callable[[dict[str, Any]], bool],
@@ -75,9 +95,10 @@ def ctrl_c_cancels(server: LiveServer, client: httpx.Client, noun: str,
     seen: list[dict[str, Any]] = []
     when_running(client, noun, started, seen.append).join()
     assert seen, f"the {noun} never ran"
-    time.sleep(0.3)  # let the child be inside the event stream
+    said = until_following(child)
     child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=60)
+    _, rest = child.communicate(timeout=60)
+    err = said + rest
     assert child.returncode == 130, err
     assert f"cancel {noun} {seen[0]['id']}" in err and "Traceback" not in err, err
     deadline = time.monotonic() + 60

@@ -16,7 +16,16 @@ from typer.testing import CliRunner, Result
 
 from app.cli import app
 from app.cli.api import Api
-from tests.cli.support import USER, cli, ctrl_c_cancels, field, ok, spawn, when_running
+from tests.cli.support import (
+    USER,
+    cli,
+    ctrl_c_cancels,
+    field,
+    ok,
+    spawn,
+    until_following,
+    when_running,
+)
 from tests.helpers import LiveServer
 
 EPOCH_ROW = re.compile(r"^(\d+)\s+(\d+\.\d{4})\s+(ckpt_\w+)$", re.M)
@@ -111,8 +120,7 @@ def test_ctrl_c_while_following_a_detached_job_leaves_it_running(
     job = json.loads(ok(cli(server, "--json", "jobs", "run", session_id, "--dataset", dataset_id,
                             "--epochs", "5000", "--batch-size", "32", "--detach")).stdout)
     child = spawn(server, "jobs", "follow", job["id"])
-    assert child.stderr and child.stderr.readline().startswith(f"following job {job['id']}")
-    time.sleep(0.3)  # let the child be inside the event stream
+    assert f"following job {job['id']} (Ctrl-C stops following" in until_following(child)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=30)
     assert child.returncode == 130, err
