@@ -1,5 +1,11 @@
 """Split one dataset into clients: iid, dirichlet (label skew), shards, natural groups.
 
+shards: `classes_per_client` k gives every client exactly k distinct classes, each class
+dealt to about as many clients and its examples split evenly among them;
+`shards_per_client` is McMahan's split as flwr-datasets' ShardPartitioner makes it (which
+may leave a few examples to no client). dirichlet redraws, as Flower does, until every
+client holds at least `min_partition_size` examples (holdout included).
+
 The assignment of examples to clients is vectorised (no Python loop over examples); each
 client's holdout is drawn lazily, when the client is looked up, from a generator seeded by
 (seed, client_id), so splitting 1,000,000 examples over 100,000 clients costs ~0.2 s and a
@@ -16,17 +22,20 @@ from typing import Any, overload
 import numpy as np
 
 from app.errors import InvalidInput
+from app.federated import label_skew
 from app.federated.seeds import generator
 
 KINDS = ("iid", "dirichlet", "shards", "natural")
 DEFAULTS: dict[str, dict[str, Any]] = {
     "iid": {},
-    "dirichlet": {"alpha": 0.5},
+    "dirichlet": {"alpha": 0.5, "min_partition_size": 10},
     "shards": {"classes_per_client": 2},
     "natural": {"by": None},
 }
-# flwr-datasets' DirichletPartitioner gives up after the same number of draws.
-DIRICHLET_DRAWS = 10
+# Parameters a kind takes beyond its defaults; shards takes exactly one of its two.
+OPTIONAL: dict[str, tuple[str, ...]] = {"shards": ("shards_per_client",)}
+# flwr-datasets' DirichletPartitioner raises after its 11th draw (tries 0..10).
+DIRICHLET_DRAWS = 11
 
 
 @dataclass(frozen=True, eq=False)  # arrays inside: compare fields with np.array_equal
@@ -44,10 +53,12 @@ class Partition(Sequence[ClientData]):
 
     def __init__(self, client_of: np.ndarray, counts: np.ndarray, num_holdout: np.ndarray,
                  keys: tuple[str, ...] | None, seed: int) -> None:
-        self.client_of = _frozen(client_of)  # each example's client, for vectorised statistics
+        # Each example's client (-1: none, shards_per_client's remainder), for statistics.
+        self.client_of = _frozen(client_of)
         # Dataset indices grouped by client; stable, so ascending within each client.
         self._order = _frozen(np.argsort(client_of, kind="stable"))
-        self._offsets = np.concatenate([[0], np.cumsum(counts)])
+        unheld = len(client_of) - int(counts.sum())  # the -1s sort first
+        self._offsets = unheld + np.concatenate([[0], np.cumsum(counts)])
         self.num_holdout = _frozen(num_holdout)
         self.num_train = _frozen(counts - num_holdout)
         self.keys = keys
@@ -102,22 +113,26 @@ def partition_spec(partition: Mapping[str, Any]) -> dict[str, Any]:
     if kind not in KINDS:
         got = "missing" if kind is None else f"unknown partition {kind!r}"
         raise InvalidInput(f"partition.kind: {got} (known: {', '.join(KINDS)})")
-    spec = {"kind": kind, **DEFAULTS[kind]}
-    for name, value in partition.items():
-        if name != "kind" and name not in spec:
-            takes = ", ".join(DEFAULTS[kind]) or "no parameter"
-            raise InvalidInput(f"partition.{name}: unknown parameter for {kind} (it takes {takes})")
-        spec[name] = value
+    takes = (*DEFAULTS[kind], *OPTIONAL.get(kind, ()))
+    for name in partition:
+        if name != "kind" and name not in takes:
+            raise InvalidInput(f"partition.{name}: unknown parameter for {kind} (it takes "
+                               f"{', '.join(takes) or 'no parameter'})")
+    if kind == "shards" and "shards_per_client" in partition:
+        if "classes_per_client" in partition:
+            raise InvalidInput("partition.shards_per_client: give either classes_per_client "
+                               "or shards_per_client, not both")
+        spec = {"kind": kind, "shards_per_client": _count(partition, "shards_per_client", 1)}
+        return spec
+    spec = {"kind": kind, **DEFAULTS[kind], **partition}
     if kind == "dirichlet":
         alpha = spec["alpha"]
         if not _is_number(alpha) or not alpha > 0 or not math.isfinite(alpha):
             raise InvalidInput(f"partition.alpha: must be a finite number > 0, got {alpha!r}")
         spec["alpha"] = float(alpha)
+        spec["min_partition_size"] = _count(spec, "min_partition_size", 0)
     elif kind == "shards":
-        cpc = spec["classes_per_client"]
-        if not (isinstance(cpc, int) and not isinstance(cpc, bool) and cpc >= 1):
-            raise InvalidInput(f"partition.classes_per_client: must be an integer >= 1, "
-                               f"got {cpc!r}")
+        spec["classes_per_client"] = _count(spec, "classes_per_client", 1)
     elif kind == "natural" and not (isinstance(spec["by"], str) and spec["by"]):
         raise InvalidInput("partition.by: the natural partition needs the name of an extra "
                            "array of the dataset, one value per example")
@@ -142,24 +157,25 @@ def make_clients(*, num_examples: int, partition: Mapping[str, Any], clients: in
         who = f"client {num_examples}" if kind == "iid" else "some client"
         raise InvalidInput(f"partition: {who} gets no examples ({num_examples} examples over "
                            f"{clients} clients); lower clients")
-    if kind == "shards" and clients * spec["classes_per_client"] > num_examples:
-        raise InvalidInput(f"partition: {clients} clients x {spec['classes_per_client']} "
-                           f"classes_per_client make more shards than the {num_examples} "
-                           "examples; lower clients or partition.classes_per_client")
+    spc = spec.get("shards_per_client")
+    if spc is not None and clients * spc > num_examples:
+        raise InvalidInput(f"partition: {clients} clients x {spc} shards_per_client make more "
+                           f"shards than the {num_examples} examples; lower clients or "
+                           "partition.shards_per_client")
     rng = generator(seed, "partition")
     keys = None
     if kind == "iid":
         client_of = _iid(num_examples, clients, rng)
     elif kind == "shards":
-        ids = _labels(labels, num_examples, kind)
-        client_of = _shards(ids, clients, spec["classes_per_client"], rng)
+        client_of = _shards(_labels(labels, num_examples, kind), clients, spec, rng)
     elif kind == "dirichlet":
         ids = _labels(labels, num_examples, kind)
-        client_of = _dirichlet(ids, clients, spec["alpha"], holdout, rng)
+        client_of = _dirichlet(ids, clients, spec["alpha"], spec["min_partition_size"],
+                               holdout, rng)
     else:
         client_of, keys = _natural(natural, num_examples, spec["by"])
         clients = len(keys)
-    counts = np.bincount(client_of, minlength=clients)
+    counts = np.bincount(client_of[client_of >= 0], minlength=clients)
     _refuse_empty(counts, holdout)
     return Partition(client_of, counts, _num_holdout(counts, holdout), keys, seed)
 
@@ -173,44 +189,54 @@ def _iid(n: int, clients: int, rng: np.random.Generator) -> np.ndarray:
     return client_of
 
 
-def _shards(ids: np.ndarray, clients: int, per_client: int,
+def _shards(ids: np.ndarray, clients: int, spec: Mapping[str, Any],
             rng: np.random.Generator) -> np.ndarray:
-    # Shuffled before the stable sort by label, so a shard is a random subset of its class
-    # rather than a run of the dataset's order (which may follow writers or time).
-    shuffled = rng.permutation(len(ids))
-    by_label = shuffled[np.argsort(ids[shuffled], kind="stable")]
-    num_shards = clients * per_client
-    shard_sizes = np.full(num_shards, len(ids) // num_shards, dtype=np.int64)
-    shard_sizes[: len(ids) % num_shards] += 1
-    owner = np.empty(num_shards, dtype=np.int64)
-    owner[rng.permutation(num_shards)] = np.repeat(np.arange(clients), per_client)
-    client_of = np.empty(len(ids), dtype=np.int64)
-    client_of[by_label] = np.repeat(owner, shard_sizes)
-    return client_of
+    class_sizes = np.bincount(ids)
+    present = np.flatnonzero(class_sizes)
+    if present.size < 2:
+        raise InvalidInput(f"partition: shards needs labels of 2 classes or more, the "
+                           f"dataset's labels hold {present.size}; use iid")
+    by_label = label_skew.sorted_by_label(ids, rng)
+    if "shards_per_client" in spec:
+        return label_skew.mcmahan_shards(by_label, clients, spec["shards_per_client"], rng)
+    k = spec["classes_per_client"]
+    if k > present.size:
+        raise InvalidInput(f"partition.classes_per_client: {k} is more than the "
+                           f"{present.size} classes the dataset's labels hold")
+    dealt = label_skew.deal_classes(present.size, clients, k, rng)
+    holders = np.bincount(dealt.ravel(), minlength=present.size)
+    short = np.flatnonzero(class_sizes[present] < holders)
+    if short.size:
+        c = short[0]
+        raise InvalidInput(f"partition.classes_per_client: class {present[c]} has "
+                           f"{class_sizes[present[c]]} examples for {holders[c]} clients; lower "
+                           "clients or partition.classes_per_client")
+    return label_skew.by_classes(by_label, class_sizes[present], dealt)
 
 
-def _dirichlet(ids: np.ndarray, clients: int, alpha: float, holdout: float,
+def _dirichlet(ids: np.ndarray, clients: int, alpha: float, min_size: int, holdout: float,
                rng: np.random.Generator) -> np.ndarray:
-    # Per class, proportions ~ Dir(alpha) over clients, cut as flwr-datasets' DirichletPartitioner
-    # does (floor of the cumulative sums, the rest to the last client); the class's examples
-    # are shuffled first, where Flower cuts them in dataset order.
-    shuffled = rng.permutation(len(ids))
-    by_label = shuffled[np.argsort(ids[shuffled], kind="stable")]
+    # Redrawn while a client is under min_size or keeps no training example; the class's
+    # examples are shuffled first, where Flower cuts them in dataset order.
+    if clients * min_size > len(ids):
+        raise InvalidInput(f"partition.min_partition_size: {clients} clients x {min_size} "
+                           f"examples is more than the dataset's {len(ids)}; lower "
+                           "partition.min_partition_size or clients")
+    by_label = label_skew.sorted_by_label(ids, rng)
     class_sizes = np.bincount(ids)
     class_sizes = class_sizes[class_sizes > 0]
-    client_of = np.empty(len(ids), dtype=np.int64)
     for _ in range(DIRICHLET_DRAWS):
-        start = 0
-        for size in class_sizes:
-            proportions = rng.dirichlet(np.full(clients, alpha))
-            cuts = np.minimum((np.cumsum(proportions) * size).astype(np.int64)[:-1], size)
-            per_client = np.diff(np.concatenate([[0], cuts, [size]]))
-            client_of[by_label[start:start + size]] = np.repeat(np.arange(clients), per_client)
-            start += size
+        client_of = label_skew.dirichlet_draw(by_label, class_sizes, clients, alpha, rng)
         counts = np.bincount(client_of, minlength=clients)
-        if (counts - _num_holdout(counts, holdout) >= 1).all():
-            break
-    return client_of  # after the last draw; make_clients refuses it if a client is empty
+        if counts.min() >= min_size and (counts - _num_holdout(counts, holdout) >= 1).all():
+            return client_of
+    if min_size > 1 and counts.min() < min_size:
+        c = int(np.argmin(counts))
+        raise InvalidInput(f"partition.min_partition_size: no draw of {DIRICHLET_DRAWS} gave "
+                           f"every client {min_size} examples (client {c} got {counts[c]}); "
+                           "lower partition.min_partition_size or clients, or raise "
+                           "partition.alpha")
+    return client_of  # after the last draw; make_clients says which client is short
 
 
 def _natural(by: np.ndarray | None, n: int, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -257,7 +283,7 @@ def _refuse_empty(counts: np.ndarray, holdout: float) -> None:
     starved = np.flatnonzero(counts - num_holdout == 0)
     if len(starved):
         c = starved[0]
-        raise InvalidInput(f"partition: client {c} keeps no training example after holdout "
+        raise InvalidInput(f"holdout: client {c} keeps no training example after holdout "
                            f"({counts[c]} in all, {num_holdout[c]} held out); lower holdout")
 
 
@@ -265,6 +291,13 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.int64)
     a.flags.writeable = False
     return a
+
+
+def _count(spec: Mapping[str, Any], name: str, least: int) -> int:
+    value = spec[name]
+    if not (_is_int(value) and value >= least):
+        raise InvalidInput(f"partition.{name}: must be an integer >= {least}, got {value!r}")
+    return int(value)
 
 
 def _is_int(value: object) -> bool:

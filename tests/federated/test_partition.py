@@ -119,22 +119,6 @@ def test_split_dirichlet_takes_one_hot_labels() -> None:
     assert [c.train.tolist() for c in a] == [c.train.tolist() for c in b]
 
 
-def test_split_shards_give_at_most_classes_per_client_classes() -> None:
-    labels = ten_classes(1000)  # 100 per class, 100 shards of 10: shards lie inside classes
-    p = split(n=1000, clients=50, kind="shards", classes_per_client=2, labels=labels)
-    assert_exact_cover(p, 1000)
-    assert set(p.num_train.tolist()) == {20}
-    assert max(len(np.unique(labels[c.train])) for c in p) == 2
-    four = split(n=1000, clients=25, kind="shards", classes_per_client=4, labels=labels)
-    assert max(len(np.unique(labels[c.train])) for c in four) <= 4
-
-
-def test_split_shards_cover_when_shards_do_not_divide() -> None:
-    p = split(n=1003, clients=7, kind="shards", labels=ten_classes(1003))
-    assert_exact_cover(p, 1003)
-    assert max(p.num_train) - min(p.num_train) <= 2  # two shards, each 71 or 72
-
-
 def test_split_natural_one_client_per_sorted_value() -> None:
     by = np.array(["bob", "al", "cy", "al", "bob", "al"])
     p = split(n=6, clients=99, kind="natural", by="writer", natural=by)
@@ -180,7 +164,16 @@ def test_class_ids_refuse_other_arrays(bad: np.ndarray) -> None:
                     "natural)"),
     ({"alpha": 0.5}, "partition.alpha: unknown parameter for iid (it takes no parameter)"),
     ({"kind": "shards", "alpha": 1}, "partition.alpha: unknown parameter for shards (it takes "
-                                     "classes_per_client)"),
+                                     "classes_per_client, shards_per_client)"),
+    ({"kind": "shards", "classes_per_client": 2, "shards_per_client": 2},
+     "partition.shards_per_client: give either classes_per_client or shards_per_client, not "
+     "both"),
+    ({"kind": "shards", "shards_per_client": 0}, "partition.shards_per_client: must be an "
+                                                 "integer >= 1, got 0"),
+    ({"kind": "shards", "shards_per_client": True}, "partition.shards_per_client: must be"),
+    ({"kind": "dirichlet", "min_partition_size": -1},
+     "partition.min_partition_size: must be an integer >= 0, got -1"),
+    ({"kind": "dirichlet", "min_partition_size": 2.5}, "partition.min_partition_size: must be"),
     ({"kind": "dirichlet", "alpha": 0}, "partition.alpha: must be a finite number > 0"),
     ({"kind": "dirichlet", "alpha": -1.0}, "partition.alpha: must be"),
     ({"kind": "dirichlet", "alpha": float("inf")}, "partition.alpha: must be"),
@@ -202,16 +195,32 @@ def test_class_ids_refuse_other_arrays(bad: np.ndarray) -> None:
      "partition: client 20 gets no examples (20 examples over 30 clients); lower clients"),
     ({"kind": "shards", "classes_per_client": 1, "clients": 11},
      "partition: some client gets no examples (10 examples over 11 clients); lower clients"),
-    ({"kind": "shards", "classes_per_client": 4, "clients": 3},
-     "partition: 3 clients x 4 classes_per_client make more shards than the 10 examples; "
-     "lower clients or partition.classes_per_client"),
+    ({"kind": "shards", "shards_per_client": 4, "clients": 3},
+     "partition: 3 clients x 4 shards_per_client make more shards than the 10 examples; "
+     "lower clients or partition.shards_per_client"),
+    ({"kind": "shards", "classes_per_client": 2, "clients": 6},
+     "partition.classes_per_client: class 0 has 5 examples for 6 clients; lower clients or "
+     "partition.classes_per_client"),
+    ({"kind": "shards", "classes_per_client": 3},
+     "partition.classes_per_client: 3 is more than the 2 classes the dataset's labels hold"),
+    ({"kind": "shards", "labels": np.zeros(10, dtype=np.int64)},
+     "partition: shards needs labels of 2 classes or more, the dataset's labels hold 1; "
+     "use iid"),
+    ({"kind": "shards", "shards_per_client": 1, "labels": np.full(10, 3)},
+     "partition: shards needs labels of 2 classes or more"),
+    ({"kind": "dirichlet", "clients": 2},
+     "partition.min_partition_size: 2 clients x 10 examples is more than the dataset's 10; "
+     "lower partition.min_partition_size or clients"),
     ({"clients": 10**12}, "partition: client 10 gets no examples (10 examples over "
                           "1000000000000 clients)"),
-    ({"kind": "dirichlet", "alpha": 0.001, "clients": 9},
+    ({"kind": "dirichlet", "alpha": 0.001, "clients": 9, "min_partition_size": 1},
      "partition: client"),
     ({"holdout": 0.5, "clients": 10},
-     "partition: client 0 keeps no training example after holdout (1 in all, 1 held out); "
+     "holdout: client 0 keeps no training example after holdout (1 in all, 1 held out); "
      "lower holdout"),
+    ({"holdout": 0.9999}, "holdout: client 0 keeps no training example after holdout (5 in "
+                          "all, 5 held out)"),
+    ({"kind": "dirichlet", "holdout": 0.9999, "min_partition_size": 1}, "holdout: client"),
     ({"holdout": 1.0}, "holdout: must be a number in [0, 1)"),
     ({"holdout": -0.1}, "holdout: must be"),
     ({"clients": 0}, "clients: must be an integer >= 1"),
@@ -234,8 +243,9 @@ def test_make_clients_refuses_partition_without_kind() -> None:
 
 def test_make_clients_refusal_names_the_remedy() -> None:
     with pytest.raises(InvalidInput, match=r"examples over 9 clients\); raise partition\.alpha "
-                                           r"or lower clients \(10 draws tried\)$"):
-        split(n=10, clients=9, kind="dirichlet", alpha=0.001, labels=np.arange(10) % 2)
+                                           r"or lower clients \(11 draws tried\)$"):
+        split(n=10, clients=9, kind="dirichlet", alpha=0.001, min_partition_size=0,
+              labels=np.arange(10) % 2)
 
 
 def test_split_natural_ignores_clients() -> None:
