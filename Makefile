@@ -7,7 +7,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 URL ?= http://$(HOST):$(PORT)
 
-.PHONY: install run test lint bench demo demo-fleet clean models
+.PHONY: install run test lint bench demo demo-fleet clean models bench-peers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,18 @@ demo-fleet: $(VENV)/.installed-demo
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench
+
+# fleetlite beside Flower 1.42 on one workload (README, "Speed beside Flower"). Flower, its Ray
+# and TensorFlow go into a virtualenv of their own, never into the project's dependencies.
+PEERS_VENV ?= .cache/peers-venv
+$(PEERS_VENV)/.installed:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q "flwr[simulation]==1.42.0" "tensorflow==2.19.1" \
+		"keras==3.15.1" "psutil==7.2.2"
+	touch $@
+
+bench-peers: $(VENV)/.installed-test $(PEERS_VENV)/.installed
+	$(BIN)/python -m bench.peers --peers-python $(PEERS_VENV)/bin/python
 
 clean:
 	rm -rf var .cache .pytest_cache
