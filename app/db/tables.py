@@ -59,6 +59,8 @@ class ModelRow(Base):
     # The train signature's time per example on this server, measured once at upload: the
     # device classes' slowdown multiplies it, so a fleet's timeline is the same on every run.
     train_ms_per_example: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # A model converted from a Keras file: that file's sha256 and the conversion's options.
+    converted_from: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class SessionRow(Base):
@@ -163,6 +165,9 @@ class FleetRow(Base):
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # at the end
     last_round: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    # The plan's scalars (services/fleet/plan.py); its arrays are a blob under the fleet.
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    stopped_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.schemas import examples
-from app.schemas.common import Schema, SignatureOut, Text
+from app.schemas.common import Body, Schema, SignatureOut, Text
 from app.schemas.examples import example
 
 
@@ -25,6 +26,9 @@ class Model(Schema):
     train_ms_per_example: float | None = Field(
         None, description="The train signature's time per example on this server, measured "
         "once at upload (a device class's slowdown multiplies it)")
+    converted_from: dict[str, Any] | None = Field(
+        None, description="For a model made by POST /v1/models/convert: the Keras file's "
+        "sha256, its format, the options and the layers that train")
 
 
 class Session(Schema):
@@ -62,7 +66,7 @@ class Checkpoint(Schema):
     created_at: datetime
 
 
-class SessionCreate(BaseModel):
+class SessionCreate(Body):
     """Start from the model's initial weights, or from one of the user's checkpoints."""
 
     model_config = example({"model_id": examples.MODEL_ID},
@@ -73,7 +77,7 @@ class SessionCreate(BaseModel):
     checkpoint_id: Text | None = None
 
 
-class CheckpointCreate(BaseModel):
+class CheckpointCreate(Body):
     """An optional label for a manual checkpoint."""
 
     model_config = example({"label": "after 100 steps"})
@@ -81,7 +85,7 @@ class CheckpointCreate(BaseModel):
     label: Text | None = Field(None, max_length=200)
 
 
-class RestoreRequest(BaseModel):
+class RestoreRequest(Body):
     """The checkpoint to load into the session."""
 
     model_config = example({"checkpoint_id": examples.CHECKPOINT_ID})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from typing import Any
 
 from sqlalchemy import func, select, update
 
@@ -16,7 +17,8 @@ from app.services.context import Context, LoadedModel
 from app.services.pages import Page, paginate
 
 
-def create(ctx: Context, *, name: str, data: bytes) -> ModelRow:
+def create(ctx: Context, *, name: str, data: bytes,
+           converted_from: dict[str, Any] | None = None) -> ModelRow:
     """Validate a .tflite in the probe child, store it, then record it."""
     limit = ctx.settings.max_model_bytes
     if len(data) > limit:
@@ -27,7 +29,8 @@ def create(ctx: Context, *, name: str, data: bytes) -> ModelRow:
     key = f"models/{model_id}.tflite"
     row = ModelRow(id=model_id, name=name, sha256=hashlib.sha256(data).hexdigest(),
                    size_bytes=len(data), signatures=signatures_as_json(signatures), blob_key=key,
-                   train_ms_per_example=probed.train_ms_per_example)
+                   train_ms_per_example=probed.train_ms_per_example,
+                   converted_from=converted_from)
     rows.add_with_blob(ctx, key, data, row)
     with ctx.models_lock:
         ctx.models[model_id] = LoadedModel(model_id, data, signatures)
@@ -37,7 +40,8 @@ def create(ctx: Context, *, name: str, data: bytes) -> ModelRow:
 _UPLOADS = threading.Lock()  # one upload's look-up and insert at a time: one file, one model
 
 
-def upload(ctx: Context, *, name: str, data: bytes) -> tuple[ModelRow, bool]:
+def upload(ctx: Context, *, name: str, data: bytes,
+           converted_from: dict[str, Any] | None = None) -> tuple[ModelRow, bool]:
     """The model of these bytes under this name: the one that exists (False), or a new one
     (True). A different name or different bytes make a new model."""
     sha256 = hashlib.sha256(data).hexdigest()
@@ -47,7 +51,7 @@ def upload(ctx: Context, *, name: str, data: bytes) -> tuple[ModelRow, bool]:
                 ModelRow.name == name, ModelRow.sha256 == sha256).order_by(ModelRow.id).limit(1))
         if existing is not None:
             return existing, False
-        return create(ctx, name=name, data=data), True
+        return create(ctx, name=name, data=data, converted_from=converted_from), True
 
 
 def get(ctx: Context, *, model_id: str) -> ModelRow:
