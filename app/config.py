@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     work_dir: str = Field("./var/tmp", description="Scratch directory for checkpoint files")
     max_model_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest .tflite upload")
     max_dataset_bytes: int = Field(256 * 1024 * 1024, gt=0, description="Largest .npz upload")
+    max_dataset_arrays: int = Field(256, gt=0, description="Arrays in one .npz upload (422 "
+                                    "above, checked before any is read)")
+    event_interval_seconds: float = Field(
+        0.2, ge=0, description="Least time between two progress events of a job or fleet "
+        "stream (the end event is never held back)")
     max_request_bytes: int = Field(
         32 * 1024 * 1024, gt=0, description="Largest JSON or binary tensor request body"
     )

@@ -14,37 +14,62 @@ from app.runtime.signatures import SignatureSpec, dtype_name, numpy_dtype
 _NUMERIC_KINDS = "fiub"
 
 
-def read_npz(data: bytes, max_bytes: int | None = None) -> dict[str, np.ndarray[Any, Any]]:
-    """Arrays of an .npz (no pickles, at most max_bytes unpacked); 422 naming what is wrong."""
+def _count_members(data: bytes) -> int:
+    """The number of members the zip's end-of-central-directory record declares: read before
+    the directory itself, so an archive of a million members is refused without parsing it."""
+    end = zipfile._EndRecData(io.BytesIO(data))  # type: ignore[attr-defined]
+    if not end:
+        raise InvalidInput("file is not an .npz archive (a zip of .npy arrays): no zip "
+                           "directory found")
+    return int(end[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]
+
+
+def read_npz(data: bytes, max_bytes: int | None = None,
+             max_arrays: int | None = None) -> dict[str, np.ndarray[Any, Any]]:
+    """Arrays of an .npz (no pickles, at most max_bytes unpacked and max_arrays members); 422
+    naming what is wrong. Linear in the members: each is read once through its ZipInfo
+    (numpy's NpzFile searches its name list on every access, quadratic in the arrays)."""
     try:
+        if max_arrays is not None and (declared := _count_members(data)) > max_arrays:
+            raise InvalidInput(f"the .npz holds {declared} arrays; the limit is {max_arrays}")
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            unpacked = sum(info.file_size for info in zf.infolist())
+            members = zf.infolist()
+            if max_arrays is not None and len(members) > max_arrays:  # the record can lie
+                raise InvalidInput(f"the .npz holds {len(members)} arrays; the limit is "
+                                   f"{max_arrays}")
+            unpacked = sum(info.file_size for info in members)
+            if max_bytes is not None and unpacked > max_bytes:  # small zips unpack to terabytes
+                raise InvalidInput(f"the .npz unpacks to {unpacked} bytes; the limit is "
+                                   f"{max_bytes}")
+            arrays = {}
+            for info in members:
+                name = info.filename.removesuffix(".npy")
+                if name in arrays:
+                    raise InvalidInput(f"array '{name}' appears twice in the archive")
+                arrays[name] = _read_member(zf, info, name)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise InvalidInput(f"file is not an .npz archive (a zip of .npy arrays): {exc}") from None
-    if max_bytes is not None and unpacked > max_bytes:  # a small zip can unpack to terabytes
-        raise InvalidInput(f"the .npz unpacks to {unpacked} bytes; the limit is {max_bytes}")
-    try:
-        npz = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise InvalidInput(f"file is not a readable .npz archive: {exc}") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise InvalidInput("file is a single .npy array, not an .npz archive of named arrays")
-    arrays = {}
-    with npz:
-        for name in npz.files:
-            try:
-                arr = npz[name]
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError,
-                    MemoryError) as exc:
-                why = ("it holds Python objects, and pickles are refused"
-                       if "allow_pickle" in str(exc) else str(exc) or type(exc).__name__)
-                raise InvalidInput(f"array '{name}' cannot be read: {why}") from None
-            if not isinstance(arr, np.ndarray):
-                raise InvalidInput(f"archive member '{name}' is not an .npy array")
-            arrays[name] = arr
     if not arrays:
         raise InvalidInput("the .npz archive holds no arrays")
     return arrays
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str
+                 ) -> np.ndarray[Any, Any]:
+    try:
+        with zf.open(info) as member:
+            if member.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+                raise InvalidInput(f"archive member '{name}' is not an .npy array")
+        with zf.open(info) as member:
+            arr = np.lib.format.read_array(member, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, MemoryError,
+            NotImplementedError) as exc:
+        why = ("it holds Python objects, and pickles are refused"
+               if "allow_pickle" in str(exc) else str(exc) or type(exc).__name__)
+        raise InvalidInput(f"array '{name}' cannot be read: {why}") from None
+    if not isinstance(arr, np.ndarray):
+        raise InvalidInput(f"archive member '{name}' is not an .npy array")
+    return arr
 
 
 def describe(arrays: dict[str, np.ndarray[Any, Any]]) -> tuple[int, dict[str, Any]]:

@@ -24,7 +24,8 @@ def create(ctx: Context, *, user_id: str, name: str, data: bytes,
     limit = ctx.settings.max_dataset_bytes
     if len(data) > limit:
         raise PayloadTooLarge(f"dataset file is {len(data)} bytes; the limit is {limit}")
-    num, meta = describe(read_npz(data, max_bytes=limit))
+    num, meta = describe(read_npz(data, max_bytes=limit,
+                                  max_arrays=ctx.settings.max_dataset_arrays))
     if model_id:
         check_against(models.load(ctx, model_id=model_id).signatures["train"], meta)
     dataset_id = new_id("ds")

@@ -118,6 +118,25 @@ def _zip_bomb() -> bytes:
     return buf.getvalue()
 
 
+def _many_members(count: int) -> bytes:
+    """A zip of `count` members that are not even arrays: the count alone must refuse it."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(count):
+            zf.writestr(f"a{i}.npy", b"junk")
+    return buf.getvalue()
+
+
+def _twice_named() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for arr in (X, X):
+            member = io.BytesIO()
+            np.save(member, arr)
+            zf.writestr("x.npy", member.getvalue())
+    return buf.getvalue()
+
+
 BAD_FILES: dict[str, tuple[Callable[[], bytes], tuple[str, ...]]] = {
     "not-a-zip": (lambda: b"x,y\n1,2\n", ("not an .npz",)),
     "single-npy": (_single_npy, ("not an .npz",)),
@@ -130,6 +149,10 @@ BAD_FILES: dict[str, tuple[Callable[[], bytes], tuple[str, ...]]] = {
     "no-arrays": (lambda: npz(), ("no arrays",)),
     "no-examples": (lambda: npz(x=X[:0], y=Y[:0]), ("no examples",)),
     "zip-bomb": (_zip_bomb, ("unpacks to", "limit")),
+    "too-many-arrays": (lambda: _many_members(10_000), ("10000 arrays", "limit is 256")),
+    "one-array-too-many": (lambda: npz(**{f"a{i}": Y[:, 0] for i in range(257)}),
+                           ("257 arrays", "limit is 256")),
+    "name-twice": (_twice_named, ("'x'", "twice")),
 }
 
 
@@ -137,6 +160,12 @@ BAD_FILES: dict[str, tuple[Callable[[], bytes], tuple[str, ...]]] = {
 def test_bad_files_are_refused_with_the_reason(client: httpx.Client, case: str) -> None:
     make, needles = BAD_FILES[case]
     assert_problem(post_dataset(client, "dora", make()), 422, *needles)
+
+
+def test_upload_dataset_at_the_array_limit(client: httpx.Client) -> None:
+    arrays = {f"a{i:03d}": Y[:, i % 10] for i in range(256)}
+    body = new_dataset(client, "dora", npz(**arrays))
+    assert len(body["arrays"]) == 256 and body["num_examples"] == N
 
 
 def test_arrays_must_fit_the_models_train_signature(client: httpx.Client, mlp_id: str,
