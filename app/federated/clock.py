@@ -1,8 +1,11 @@
 """The virtual clock of one fleet: who is eligible, who counts, when each round ends.
 
 Round r starts where round r-1 ended (round 1 at 0). Eligible clients are available at
-the start with a battery at or above the floor; with none, the clock moves to the first
-moment one is. ceil(clients_per_round x over_commit) of them are drawn from a generator
+the start with a battery strictly above the floor (a device that an update drained to the
+floor, or that charged up to exactly it, is not); with none, the clock moves to the first
+moment one is, and when no device can ever be eligible again (at or under the floor and
+never charging, or a floor no battery can exceed) the round is `stalled`.
+ceil(clients_per_round x over_commit) eligible clients are drawn from a generator
 seeded by (seed, "selection", r) (all when fewer). The round ends at the
 clients_per_round-th completed update, at the deadline, or when the last selected
 update has ended or dropped, whichever comes first: the server never waits for nothing.
@@ -37,8 +40,9 @@ from app.federated.seeds import generator
 TABLE = ("ms_per_example", "down_kbps", "up_kbps", "train_watts", "radio_joules_per_mb",
          "battery_wh", "charge_pct_per_hour")
 INITIAL_BATTERY_PCT = (20.0, 100.0)
-# Charging integrals are summed window by window, so a device that just reached the
-# floor may sit a few ulps under it; this much below the floor still counts as at it.
+# Charging integrals are summed window by window, so a level may sit a few ulps off the
+# value it charged to: a level within this much above the floor still counts as at it
+# (not eligible), and a charging device is waited for until it is twice this above it.
 BATTERY_TOLERANCE = 1e-9
 MAX_JUMPS = 4
 # Every state gets a token no other state in the process shares, so that a plan can only
@@ -119,16 +123,20 @@ class FleetClock:
         """One client's availability windows over [0, until_s] (default: now)."""
         return self.availability.windows(client, self.now_s if until_s is None else until_s)
 
+    def _above_floor(self, level: np.ndarray) -> np.ndarray:
+        return level > self.min_battery_pct + BATTERY_TOLERANCE
+
     def _eligible(self, t: float, level: np.ndarray) -> np.ndarray:
-        ok = level >= self.min_battery_pct - BATTERY_TOLERANCE
+        ok = self._above_floor(level)
         return np.flatnonzero(ok & self.availability.available(slice(None), t))
 
     def _next_eligible(self, t: float, level: np.ndarray) -> float:
-        ok = level >= self.min_battery_pct - BATTERY_TOLERANCE
+        ok = self._above_floor(level)
         best = self.availability.next_available(np.flatnonzero(ok), t)
+        target = self.min_battery_pct + 2 * BATTERY_TOLERANCE
         low = np.flatnonzero(~ok & (self._charge_s > 0))
-        if low.size:  # below the floor: eligible once charged up to it inside a window
-            need_s = (self.min_battery_pct - level[low]) / self._charge_s[low]
+        if low.size and target < 100.0:  # eligible once charged above the floor in a window
+            need_s = (target - level[low]) / self._charge_s[low]
             best = min(best, float(self.availability.time_after_in_window(low, t, need_s).min()))
         return best
 

@@ -166,6 +166,39 @@ def test_a_device_below_the_floor_is_never_selected_and_a_fleet_of_them_stalls()
     assert stalled.status == "stalled" and stalled.ids.size == 0
 
 
+@pytest.mark.parametrize("floor", [0.0, 30.0])
+def test_a_device_at_the_floor_is_not_eligible(floor):
+    levels = [floor, floor + 5e-10, floor + 1e-6, floor + 40.0]  # 5e-10: within the tolerance
+    p = plan(make_clock([0] * 4, floor=floor, level=levels), 1, 4, [10] * 4)
+    assert p.ids.tolist() == [2, 3] and p.eligible == 2
+
+
+@pytest.mark.parametrize("floor", [0.0, 30.0])
+def test_a_fleet_of_batteries_at_the_floor_stalls(floor):
+    # "always" never charges: a flat battery (floor 0) can never be eligible again.
+    p = plan(make_clock([0, 1], floor=floor, level=[floor, floor]), 1, 1, [10, 10])
+    assert p.status == "stalled" and p.ids.size == 0 and p.eligible == 0
+    assert p.virtual_end_s == p.virtual_start_s == 0.0
+
+
+@pytest.mark.parametrize("floor", [0.0, 30.0])
+def test_a_device_drained_to_the_floor_is_not_selected_again(floor):
+    tiny = DeviceClass(name="tiny", ms_per_example=10.0, down_kbps=8.0, up_kbps=8.0,
+                       train_watts=1.8, radio_joules_per_mb=0.0, battery_wh=0.01,
+                       charge_pct_per_hour=0.0)
+    # An update costs 20 points: the first device drops in round 1, the second in round 2.
+    clock = make_clock([0, 0], classes=(tiny,), floor=floor, level=[floor + 10.0, floor + 30.0])
+    plans = []
+    while not plans or plans[-1].status != "stalled":
+        plans.append(plan(clock, len(plans) + 1, 2, [400, 400]))
+        clock.apply(plans[-1])
+        assert len(plans) <= 4
+    assert [(p.ids.tolist(), p.outcome) for p in plans] == [
+        ([0, 1], ("dropped_battery", "completed")), ([1], ("dropped_battery",)), ([], ())]
+    assert all(p.virtual_end_s > p.virtual_start_s for p in plans[:-1])  # none lasts 0 s
+    assert clock.battery_pct.tolist() == [floor, floor]
+
+
 def test_too_few_completions_abandon_the_round_but_time_and_energy_count():
     clock = make_clock([0, 1])
     p = plan(clock, 1, 2, [100, 100], deadline_s=9.0, min_completed=2)
