@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     validate_timeout_seconds: float = Field(
         60.0, gt=0, description="Time allowed for the smoke run of an uploaded model"
     )
+    probe_idle_seconds: float = Field(
+        60.0, ge=0, description="The model-probe child (TensorFlow, ~0.6 GB) exits after this "
+        "long without an upload; the next upload starts it again (0: it stays once started)")
     admin_token: SecretStr | None = Field(
         None, description="When set, every route but health needs a bearer key; this token "
         "is the admin's")

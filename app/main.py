@@ -84,7 +84,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         lock = single.lock_work_dir(settings.work_path)
         ctx = await asyncio.to_thread(build_context, settings)
-        ctx.validator.start()  # its TensorFlow import overlaps ours
         await asyncio.to_thread(warm_up)
         app.state.ctx = ctx
         app.state.stopping = asyncio.Event()

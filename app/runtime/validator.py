@@ -1,4 +1,5 @@
-"""Parent side of model validation: a long-lived probe child, replaced when it dies."""
+"""Parent side of model validation: a probe child started by the first upload that needs it,
+replaced when it dies, and stopped after a quiet spell (it holds TensorFlow, ~0.6 GB)."""
 
 from __future__ import annotations
 
@@ -36,17 +37,23 @@ class ModelValidator:
         timeout: float,
         recycle_after: int = 100,
         *,
+        idle_seconds: float = 60.0,
         command: Sequence[str] | None = None,
     ) -> None:
         self._timeout = timeout
+        self._idle_seconds = idle_seconds  # 0: once started, the child stays
         # The child's argv; tests substitute a process that crashes or hangs.
         self._command = (
             list(command) if command is not None else [sys.executable, "-m", "app.runtime.probe"]
         )
         self._recycle_after = recycle_after
+        # The lock owns _proc, _served, _last_used and _timer: every touch holds it.
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._served = 0
+        self._started = 0
+        self._last_used = 0.0
+        self._timer: threading.Timer | None = None
 
     def validate(self, model: bytes) -> Signatures:
         """The model's signatures, or InvalidModel with the reason."""
@@ -72,6 +79,7 @@ class ModelValidator:
                 raise InvalidModel("the smoke run ended in an unreadable state") from None
             if self._served >= self._recycle_after:
                 self._reap()
+            self._idle_from_now()
         if not ok:
             raise InvalidModel(str(reply.get("reason", "rejected")))
         ms = reply.get("train_ms_per_example")
@@ -108,15 +116,54 @@ class ModelValidator:
                 if b"\n" in reply:
                     return bytes(reply[:reply.index(b"\n")])
 
+    @property
+    def running(self) -> bool:
+        """Whether a probe child is alive now."""
+        with self._lock:
+            return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def children_started(self) -> int:
+        """How many probe children this validator has started (cold starts)."""
+        return self._started
+
     def start(self) -> None:
-        """Start the child now, so its TensorFlow import overlaps the server's start."""
+        """Start the child now (a warm first upload); it stops again after the idle time."""
         with self._lock:
             self._ensure()
+            self._idle_from_now()
 
     def close(self) -> None:
         """Stop the child."""
         with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             self._reap()
+
+    def _idle_from_now(self) -> None:
+        """Arm the idle stop: the child goes once nothing used it for idle_seconds."""
+        self._last_used = time.monotonic()
+        if self._idle_seconds <= 0 or self._proc is None or self._timer is not None:
+            return  # a timer already armed re-checks _last_used when it fires
+        self._arm(self._idle_seconds)
+
+    def _arm(self, delay: float) -> None:
+        self._timer = threading.Timer(delay, self._stop_if_idle)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _stop_if_idle(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._proc is None:
+                return
+            quiet = time.monotonic() - self._last_used
+            if quiet >= self._idle_seconds:
+                log.info("model probe idle %.0f s: stopped", quiet)
+                self._reap()
+            else:
+                self._arm(self._idle_seconds - quiet)
 
     def _ensure(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
@@ -127,6 +174,7 @@ class ModelValidator:
                 env=env, start_new_session=True,
             )
             self._served = 0
+            self._started += 1
         return self._proc
 
     def _reap(self) -> int | None:

@@ -34,7 +34,8 @@ def build_context(settings: Settings) -> Context:
         db=Database(settings.database_url, settings.db_timeout_seconds),
         store=store,
         pool=SessionPool(settings.runtime_workers, settings.max_live_sessions),
-        validator=ModelValidator(settings.validate_timeout_seconds),
+        validator=ModelValidator(settings.validate_timeout_seconds,
+                                 idle_seconds=settings.probe_idle_seconds),
         executor=_executor(settings, store),
     )
     ctx.jobs = job_workers(ctx, settings.job_workers or (os.cpu_count() or 1))

@@ -82,7 +82,7 @@ def make_validator() -> Iterator[Factory]:
 
 @pytest.fixture(scope="module")
 def probe() -> Iterator[ModelValidator]:
-    v = ModelValidator(timeout=120)
+    v = ModelValidator(timeout=120, idle_seconds=0)  # 0: the child stays between tests
     v.start()
     yield v
     v.close()
