@@ -33,6 +33,7 @@ from app.api import (
 )
 from app.api.auth import principal
 from app.api.body import BodyLimit
+from app.api.deps import PlainPaths
 from app.api.fastlane import FastLane
 from app.api.openapi import SWAGGER_UI, TAGS, description, install_openapi
 from app.api.problems import install_error_handlers
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Authentication on the router, so a route cannot be added without it.
         app.include_router(module.router, dependencies=[Depends(principal)])
     # Outermost last: request metrics, then body limits, then the routes.
+    app.add_middleware(PlainPaths)  # a control character in a path: 404 before any route
     app.add_middleware(BodyLimit, settings=settings)
     Instrumentator(should_group_status_codes=True, excluded_handlers=["/metrics"],
                    ).add(metrics.instrumentation).instrument(app)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Response
 
 from app.api.auth import OwnSession, OwnUser, PrincipalDep, check_owner
-from app.api.deps import CtxDep, Cursor, Limit, listed
+from app.api.deps import CtxDep, Cursor, Limit, ModelFilter, SessionFilter, listed
 from app.metrics import CHECKPOINTS
 from app.schemas.common import ListOf
 from app.schemas.resources import Checkpoint, CheckpointCreate
@@ -43,8 +43,7 @@ async def create_checkpoint(
 def list_checkpoints(
     ctx: CtxDep, who: PrincipalDep, user_id: OwnUser, limit: Limit = 50,
     cursor: Cursor = None,
-    model_id: Annotated[str | None, Query(description="Only this model's")] = None,
-    session_id: Annotated[str | None, Query(description="Only this session's")] = None,
+    model_id: ModelFilter = None, session_id: SessionFilter = None,
 ) -> ListOf[Checkpoint]:
     """The user's checkpoints, newest first."""
     page = checkpoints.get_all(ctx, user_id=user_id, model_id=model_id,

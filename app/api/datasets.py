@@ -8,10 +8,10 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import OwnUser, PrincipalDep, check_owner
-from app.api.deps import CtxDep, Cursor, Limit, listed
+from app.api.deps import CtxDep, Cursor, Limit, Name, listed
 from app.errors import PayloadTooLarge
 from app.schemas import examples
-from app.schemas.common import ListOf
+from app.schemas.common import TEXT_PATTERN, ListOf
 from app.schemas.training import Dataset
 from app.services import datasets
 
@@ -27,9 +27,10 @@ router = APIRouter(tags=["datasets"])
 async def upload_dataset(
     ctx: CtxDep, who: PrincipalDep, user_id: OwnUser,
     file: Annotated[UploadFile, File(description=".npz with arrays named after train inputs")],
-    name: Annotated[str, Form(min_length=1, max_length=200, examples=["digits"])],
+    name: Name,
     model_id: Annotated[str | None, Form(description="Check the arrays against this model's "
                                                      "train signature now",
+                                         pattern=TEXT_PATTERN,
                                          examples=[examples.MODEL_ID])] = None,
 ) -> Dataset:
     """Upload a dataset; arrays share their first dimension (the examples)."""

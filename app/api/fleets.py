@@ -51,7 +51,8 @@ def list_fleets(ctx: CtxDep, who: PrincipalDep, user_id: OwnUser, limit: Limit =
 
 
 CompareIds = Annotated[str, Query(
-    description="2 to 8 fleet ids, comma-separated", pattern=r"^[^,]+(,[^,]+){1,7}$",
+    description="2 to 8 fleet ids, comma-separated",
+    pattern=r"^[^,\s\x00-\x1f\x7f-\x9f]+(,[^,\s\x00-\x1f\x7f-\x9f]+){1,7}$",
     examples=["flt_01a22e0d1a2b3c4d5e6f7081,flt_01a22e0d2b3c4d5e6f708192"])]
 
 
@@ -155,4 +156,5 @@ async def fleet_events(ctx: CtxDep, who: PrincipalDep, fleet_id: FleetId,
     return progress_stream(
         first, lambda: fleets.get(ctx, fleet_id=fleet_id),
         lambda v: Fleet.model_validate(v).model_dump(mode="json"),
-        lambda: ctx.fleets.state(fleet_id), request.app.state.stopping)
+        lambda: ctx.fleets.state(fleet_id), request.app.state.stopping,
+        interval=ctx.settings.event_interval_seconds)

@@ -84,7 +84,8 @@ async def job_events(ctx: CtxDep, who: PrincipalDep, job_id: str,
     return progress_stream(
         first, lambda: jobs.get(ctx, job_id=job_id),
         lambda v: Job.model_validate(v).model_dump(mode="json"),
-        lambda: ctx.jobs.state(job_id), request.app.state.stopping)
+        lambda: ctx.jobs.state(job_id), request.app.state.stopping,
+        interval=ctx.settings.event_interval_seconds)
 
 
 @router.get("/v1/jobs/{job_id}/loss.svg", response_class=Response,

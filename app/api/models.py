@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import AdminDep
-from app.api.deps import CtxDep, Cursor, Limit, listed
+from app.api.deps import CtxDep, Cursor, Limit, Name, listed
 from app.errors import PayloadTooLarge
 from app.metrics import MODEL_UPLOADS
 from app.schemas.common import ListOf
@@ -34,7 +34,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 async def upload_model(
     ctx: CtxDep, who: AdminDep,
     file: Annotated[UploadFile, File(description="The .tflite file")],
-    name: Annotated[str, Form(min_length=1, max_length=200, examples=["mlp"])],
+    name: Name,
     response: Response,
 ) -> Model:
     """Upload a base .tflite model; it is smoke-run in a child process before it is accepted."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import sys
 from http import HTTPStatus
 from typing import Any
 
@@ -88,11 +90,52 @@ def error_response(exc: BaseException, method: str, path: str) -> Response:
     return problem(500, "internal error; the server log has the details")
 
 
+class _Digits(str):
+    """A JSON integer too long for int() (Python's guard against quadratic conversion)."""
+
+
+Where = tuple[str | int, ...]
+
+
+def _number_path(value: Any, path: Where) -> tuple[Where, int] | None:
+    if isinstance(value, _Digits):
+        return path, len(value.lstrip("-"))
+    items = value.items() if isinstance(value, dict) else enumerate(value) \
+        if isinstance(value, list) else ()
+    for key, item in items:
+        if (found := _number_path(item, (*path, key))) is not None:
+            return found
+    return None
+
+
+def too_long_number(exc: BaseException, request: Request) -> Response | None:
+    """A 422 naming the field of a JSON integer too long to convert: FastAPI's body parser
+    meets Python's int-digits guard as a bare ValueError and answers a generic 400."""
+    if not (isinstance(exc, StarletteHTTPException) and exc.status_code == 400
+            and isinstance(exc.__cause__, ValueError)):
+        return None
+    body, limit = getattr(request, "_body", None), sys.get_int_max_str_digits()
+    try:
+        parsed = json.loads(body or b"", parse_int=lambda s: _Digits(s) if len(
+            s.lstrip("-")) > limit else int(s))
+    except ValueError:
+        return None
+    found = _number_path(parsed, ())
+    if found is None:
+        return None
+    path, digits = found
+    field = ".".join(str(p) for p in path) or "body"
+    msg = f"a number of {digits} digits is too large for this field"
+    return problem(422, f"{field}: {msg}", type_slug="invalid-input", errors=[
+        {"type": "number_too_large", "loc": ["body", *path], "msg": msg}])
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error the service can raise to problem+json; never leak a stack trace."""
 
     async def handler(request: Request, exc: Exception) -> Response:
-        response = error_response(exc, request.method, request.url.path)
+        response = too_long_number(exc, request) or error_response(
+            exc, request.method, request.url.path)
         if response.status_code == 405:  # RFC 9110: say which methods the resource has
             response.headers["Allow"] = allowed_methods(request)
         return response

@@ -17,21 +17,24 @@ from app.services.workers import ACTIVE
 
 KEEPALIVE_SECONDS = 15  # a comment line this often keeps proxies from closing the stream
 ORPHAN_POLL_SECONDS = 1.0  # work queued by an earlier process, not yet picked up here
-# At most this many progress events a second per stream: a fleet touches its progress at
-# every client update (hundreds a second), and rendering each one for every subscriber
-# took the GIL from the training threads. The `end` event is never held back.
+# The default least time between two progress events of a stream (the setting
+# event_interval_seconds): a fleet touches its progress at every client update (hundreds a
+# second), and rendering each one for every subscriber took the GIL from the training
+# threads. The `end` event is never held back.
 MIN_EVENT_SECONDS = 0.2
 
 
 def progress_stream(first: Any, read: Callable[[], Any], render: Callable[[Any], Any],
                     state: Callable[[], Progress | None],
-                    stopping: asyncio.Event) -> EventSourceResponse:
+                    stopping: asyncio.Event, *,
+                    interval: float = MIN_EVENT_SECONDS) -> EventSourceResponse:
     """The stream of one piece of work: `read()` its view (off the event loop), `render`
-    it as JSON-able data, `state()` its live progress in this process, if any."""
+    it as JSON-able data, `state()` its live progress in this process, if any; progress
+    events at least `interval` seconds apart."""
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         loop = asyncio.get_running_loop()
-        view, seen, sent_at = first, -1, -MIN_EVENT_SECONDS
+        view, seen, sent_at = first, -1, -interval
         while True:
             data = orjson.dumps(render(view)).decode()
             if view.status not in ACTIVE:
@@ -48,7 +51,7 @@ def progress_stream(first: Any, read: Callable[[], Any], render: Callable[[Any],
                 await asyncio.sleep(ORPHAN_POLL_SECONDS)
             else:
                 await live.wait_change(seen, timeout=ORPHAN_POLL_SECONDS, also=stopping)
-                await _hold_back(live, sent_at + MIN_EVENT_SECONDS - loop.time(), stopping)
+                await _hold_back(live, sent_at + interval - loop.time(), stopping)
             if stopping.is_set():
                 return
             view = await run_in_threadpool(read)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.schemas import examples
 from app.schemas.examples import example
@@ -12,19 +13,39 @@ from app.schemas.examples import example
 T = TypeVar("T")
 
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# Text without control characters (Unicode's Cc: C0, DEL, C1). The same in JSON Schema's
+# regex dialect and in Python's, so the schema and the server agree on every string.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def _encodable(value: str) -> str:
+def control_character(value: str) -> str | None:
+    """The first control character of value as U+XXXX, or None."""
+    found = _CONTROL.search(value)
+    return f"U+{ord(found.group()):04X}" if found else None
+
+
+def _plain(value: str) -> str:
     try:
         value.encode()
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+    if found := control_character(value):
+        raise ValueError(f"must not hold control characters (it holds {found})")
     return value
 
 
 # A string field of a JSON body. FastAPI parses bodies with the stdlib json, which lets
-# "\ud800" (a lone surrogate) in; such a str cannot be encoded, so the database would fail.
-Text = Annotated[str, AfterValidator(_encodable)]
+# "\ud800" (a lone surrogate) and "\u0000" in; the first cannot be encoded, PostgreSQL
+# refuses the second (SQLite stores it), so either would reach the database differently.
+Text = Annotated[str, AfterValidator(_plain), Field(json_schema_extra={"pattern": TEXT_PATTERN})]
+
+
+class Body(BaseModel):
+    """Base for request bodies: a float field refuses NaN and Infinity with a 422 naming it
+    (PostgreSQL refused them with a 500, SQLite stored them, JSON cannot show them)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
 
 class Schema(BaseModel):

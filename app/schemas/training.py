@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.schemas import examples
-from app.schemas.common import Schema, Text
+from app.schemas.common import Body, Schema, Text
 from app.schemas.examples import example
 
 # The largest integer every JSON parser holds exactly (JavaScript's too): above it a seed could
@@ -31,7 +31,7 @@ class Dataset(Schema):
     created_at: datetime
 
 
-class JobCreate(BaseModel):
+class JobCreate(Body):
     """Epochs of the session's train signature over one of the user's datasets."""
 
     model_config = example(examples.JOB_CREATE)

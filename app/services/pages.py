@@ -8,6 +8,9 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
+from app.errors import InvalidInput
+from app.schemas.common import control_character
+
 T = TypeVar("T")
 
 
@@ -21,7 +24,11 @@ class Page(Generic[T]):
 
 def paginate(db: Session, query: Select[Any], id_column: Any, *, limit: int,
              cursor: str | None) -> Page[Any]:
-    """Rows of query ordered by id descending, after cursor."""
+    """Rows of query ordered by id descending, after cursor (422 for one no page gave)."""
+    if cursor and (found := control_character(cursor)):
+        # A cursor is an id: it never holds one, and PostgreSQL cannot compare against a NUL.
+        raise InvalidInput(f"cursor: no page gives a cursor holding the control character "
+                           f"{found}")
     if cursor:
         query = query.where(id_column < cursor)
     rows = list(db.scalars(query.order_by(id_column.desc()).limit(limit + 1)))
