@@ -59,7 +59,7 @@ def privacy_epsilon(
     accountant: Annotated[Accountant, typer.Option("--accountant",
                                                    help="pld: Poisson only.")] = Accountant.rdp,
 ) -> None:
-    """Epsilon at DELTA of a DP-FedAvg schedule, or the noise multiplier a target needs."""
+    """Epsilon at --delta of a DP-FedAvg schedule, or the noise multiplier a target needs."""
     if (noise_multiplier is None) == (target_epsilon is None):
         fail("give exactly one of --noise-multiplier and --target-epsilon")
     body: dict[str, Any] = {"population": population, "per_round": per_round, "rounds": rounds,

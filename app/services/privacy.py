@@ -43,6 +43,10 @@ class RoundSample:
 
 def event_noise_multiplier(noise_multiplier: float, sampling: Sampling) -> float:
     """The Gaussian event's multiplier: z under add-or-remove, z/2 under replace-one."""
+    # dp-accounting 0.6 reads a GaussianDpEvent's multiplier as std over C and feeds it to
+    # the replace-one bound unchanged (google/differential-privacy issue 378, PR 464 open):
+    # halve it here; an upgrade that scales inside the library must drop this halving
+    # (test_epsilon_of_everyone_every_round_is_the_gaussian_of_sensitivity_2c catches it).
     return noise_multiplier / 2 if sampling == "without_replacement" else noise_multiplier
 
 
