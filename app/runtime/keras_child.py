@@ -30,6 +30,10 @@ TIMEOUT_SECONDS = 600.0
 MEMORY_BYTES = 6 << 30  # address space; TensorFlow alone reserves about 2 GiB of it
 
 
+# How running out of address space shows when a shared library or a buffer cannot be mapped.
+_OUT_OF_MEMORY = ("failed to map segment", "Cannot allocate memory", "bad_alloc")
+
+
 class KerasRefused(Exception):
     """The file or the options cannot be converted; the message says why (a 422)."""
 
@@ -80,8 +84,9 @@ def convert_keras(data: bytes, options: ConvertOptions, *, work_dir: Path | None
         try:
             result = json.loads((tmp / "result.json").read_text())
         except (OSError, ValueError):
-            raise KerasRefused(f"the conversion ended without a result (exit {code}; the "
-                               f"memory limit is {memory_bytes >> 20} MiB)") from None
+            raise KerasRefused(f"the conversion ended without a result (exit {code}), "
+                               f"perhaps at its memory limit of {memory_bytes >> 20} MiB"
+                               ) from None
         if not result.get("ok"):
             raise KerasRefused(str(result.get("reason", "refused")))
         return KerasResult((tmp / "model.tflite").read_bytes(), fmt,
@@ -99,8 +104,6 @@ def _run(directory: Path) -> dict[str, Any]:
         converted = convert(load_keras(path), options)
     except ConvertError as exc:
         return {"ok": False, "reason": str(exc)}
-    except MemoryError:
-        return {"ok": False, "reason": "the conversion ran out of memory"}
     (directory / "model.tflite").write_bytes(converted.tflite)
     return {"ok": True, "trainable_layers": converted.trainable_layers,
             "variables": converted.variables}
@@ -115,7 +118,10 @@ def main() -> None:
     try:
         result = _run(directory)
     except Exception as exc:  # noqa: BLE001 - any failure is a refusal with its reason
-        result = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"[:500]}
+        text = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, MemoryError) or any(s in text for s in _OUT_OF_MEMORY):
+            text = f"the conversion ran out of its memory limit of {memory_bytes >> 20} MiB"
+        result = {"ok": False, "reason": text[:500]}
     (directory / "result.json").write_text(json.dumps(result))
 
 

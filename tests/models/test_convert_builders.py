@@ -26,7 +26,8 @@ def mlp(seed: int = 0) -> Any:
     keras.utils.set_random_seed(seed)
     return keras.Sequential([
         keras.Input((28, 28), name="x"), keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax"),
+        keras.layers.Dense(32, activation="relu", name="hidden"),
+        keras.layers.Dense(10, activation="softmax", name="out"),
     ], name="mlp")
 
 
