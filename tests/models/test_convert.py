@@ -208,8 +208,8 @@ def test_convert_keras_stops_at_its_time_and_memory_limits(tmp_path: Path) -> No
 def test_convert_keras_reads_a_legacy_h5_file() -> None:
     model = build.mlp()
     done = convert_keras(build.keras_bytes(model, ".h5"), parse_options({"label": {"name": "y"}}))
-    assert done.format == "h5" and done.trainable_layers == [l.name for l in model.layers
-                                                              if l.weights]
+    assert done.format == "h5"
+    assert done.trainable_layers == [layer.name for layer in model.layers if layer.weights]
     import tensorflow as tf
 
     lite = tf.lite.Interpreter(model_content=done.tflite)
