@@ -55,6 +55,10 @@ class Settings(BaseSettings):
         "least recently used idle session is evicted, and 429 if all are busy")
     max_jobs_per_user: int = Field(4, ge=0, description="Queued or running jobs per user "
                                    "(0: no cap); 429 above")
+    max_fleets_per_user: int = Field(4, ge=0, description="Queued, running or paused fleets "
+                                     "per user (0: no cap); 429 above")
+    max_fleet_updates: int = Field(1_000_000, ge=0, description="Largest rounds x "
+                                   "clients_per_round of one fleet (0: no limit); 422 above")
     max_tensor_elements: int = Field(
         16 * 1024 * 1024, gt=0, description="Elements in all input tensors of one call (422 above)")
     max_batch_size: int = Field(4096, gt=0, description="Largest batch in one call or job (422)")

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from app.schemas.fleets import Catalogue
-from app.services import fleet_devices
+from app.services import fleet
 
 router = APIRouter(tags=["devices"])
 
@@ -16,4 +16,4 @@ router = APIRouter(tags=["devices"])
 def list_devices() -> dict[str, Any]:
     """Device classes with their figures, each with its source or marked as an assumption,
     and the default mix a fleet draws its devices from."""
-    return fleet_devices.catalogue()
+    return fleet.catalogue()

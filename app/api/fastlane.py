@@ -29,7 +29,8 @@ from app.errors import FleetliteError
 from app.metrics import observe_request
 from app.schemas.fleets import Fleet
 from app.schemas.training import Job
-from app.services import fleets, inference, jobs
+from app.services import fleet as fleets
+from app.services import inference, jobs
 from app.services.context import Context
 
 _INFER = re.compile(r"/v1/sessions/([^/]+)/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")

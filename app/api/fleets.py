@@ -22,9 +22,9 @@ from app.schemas.fleets import (
     Report,
     Round,
 )
-from app.services import fleet_compare, fleet_page, fleet_views, fleets
+from app.services import fleet as fleets
 from app.services.context import Context
-from app.services.fleets import FleetView
+from app.services.fleet import FleetView
 from app.services.keyring import Principal
 
 router = APIRouter(tags=["fleets"])
@@ -51,23 +51,23 @@ def list_fleets(ctx: CtxDep, who: PrincipalDep, user_id: OwnUser, limit: Limit =
 
 
 CompareIds = Annotated[str, Query(
-    description="2 to 8 fleet ids, comma-separated",
-    pattern=r"^[^,\s\x00-\x1f\x7f-\x9f]+(,[^,\s\x00-\x1f\x7f-\x9f]+){1,7}$",
+    description="2 to 16 fleet ids, comma-separated",
+    pattern=r"^[^,\s\x00-\x1f\x7f-\x9f]+(,[^,\s\x00-\x1f\x7f-\x9f]+){1,15}$",
     examples=["flt_01a22e0d1a2b3c4d5e6f7081,flt_01a22e0d2b3c4d5e6f708192"])]
 
 
 @router.get("/v1/fleets/compare", response_model=Comparison, summary="Compare fleets")
 def compare_fleets(ctx: CtxDep, who: PrincipalDep, ids: CompareIds) -> Comparison:
     """What-if: fleets side by side, accuracy against virtual time and their summaries."""
-    return Comparison.model_validate(fleet_compare.compare(ctx, who, _ids(ids)))
+    return Comparison.model_validate(fleets.compare(ctx, who, _ids(ids)))
 
 
 @router.get("/v1/fleets/compare.html", response_class=Response, summary="Compare fleets: page",
             responses={200: {"content": {"text/html": {}}}})
 def compare_fleets_page(ctx: CtxDep, who: PrincipalDep, ids: CompareIds) -> Response:
     """The comparison as a page: the chart and one row per fleet."""
-    data = fleet_compare.compare(ctx, who, _ids(ids))
-    return Response(fleet_compare.page(data), media_type="text/html")
+    data = fleets.compare(ctx, who, _ids(ids))
+    return Response(fleets.compare_page(data), media_type="text/html")
 
 
 def _ids(ids: str) -> list[str]:
@@ -109,7 +109,7 @@ def list_rounds(ctx: CtxDep, who: PrincipalDep, fleet_id: FleetId, limit: Limit 
                 cursor: Cursor = None) -> ListOf[Round]:
     """The finished rounds, oldest first (`cursor`: the last round number seen)."""
     _owned(ctx, who, fleet_id)
-    return listed(Round, fleet_views.rounds(ctx, fleet_id=fleet_id, limit=limit, cursor=cursor))
+    return listed(Round, fleets.rounds(ctx, fleet_id=fleet_id, limit=limit, cursor=cursor))
 
 
 @router.get("/v1/fleets/{fleet_id}/clients", response_model=ListOf[Client],
@@ -118,7 +118,7 @@ def list_clients(ctx: CtxDep, who: PrincipalDep, fleet_id: FleetId, limit: Limit
                  cursor: Cursor = None) -> ListOf[Client]:
     """The fleet's clients by client_id."""
     _owned(ctx, who, fleet_id)
-    return listed(Client, fleet_views.clients(ctx, fleet_id=fleet_id, limit=limit,
+    return listed(Client, fleets.clients(ctx, fleet_id=fleet_id, limit=limit,
                                               cursor=cursor))
 
 
@@ -128,7 +128,7 @@ def get_client(ctx: CtxDep, who: PrincipalDep, fleet_id: FleetId,
                client_id: int) -> ClientDetail:
     """One client, with its updates on the virtual clock and its availability windows."""
     _owned(ctx, who, fleet_id)
-    return ClientDetail.model_validate(fleet_views.client(ctx, fleet_id=fleet_id,
+    return ClientDetail.model_validate(fleets.client(ctx, fleet_id=fleet_id,
                                                           client_id=client_id))
 
 
@@ -136,7 +136,7 @@ def get_client(ctx: CtxDep, who: PrincipalDep, fleet_id: FleetId,
 def get_report(ctx: CtxDep, who: PrincipalDep, fleet_id: FleetId) -> Report:
     """Accuracy per round, personalization's effect, and who each device class is served by."""
     _owned(ctx, who, fleet_id)
-    return Report.model_validate(fleet_views.report(ctx, fleet_id=fleet_id))
+    return Report.model_validate(fleets.report(ctx, fleet_id=fleet_id))
 
 
 @router.get("/v1/fleets/{fleet_id}/report.html", response_class=Response,
@@ -144,7 +144,7 @@ def get_report(ctx: CtxDep, who: PrincipalDep, fleet_id: FleetId) -> Report:
 def get_report_page(ctx: CtxDep, who: PrincipalDep, fleet_id: FleetId) -> Response:
     """The report as a page a person reads: numbers and charts, no script."""
     _owned(ctx, who, fleet_id)
-    return Response(fleet_page.render(ctx, fleet_id=fleet_id), media_type="text/html")
+    return Response(fleets.report_page(ctx, fleet_id=fleet_id), media_type="text/html")
 
 
 @router.get("/v1/fleets/{fleet_id}/events", response_class=EventSourceResponse,

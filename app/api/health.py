@@ -25,8 +25,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness",
-            description="200 when the database and the blob store answer, with whether the "
-            "server asks for keys; 503 naming the one that does not.",
+            description="200 when the database answers and the blob store takes a write, with "
+            "whether the server asks for keys; 503 naming the one that does not.",
             responses={200: {"description": "Ready", "content": {"application/json": {
                 "schema": {"type": "object", "required": ["status", "checks", "auth"],
                            "properties": {"status": {"type": "string"},
@@ -37,7 +37,7 @@ async def healthz() -> dict[str, str]:
                        503: {"description": "A dependency is down"}})
 async def readyz(ctx: CtxDep) -> Response:
     """200 when the database and the blob store answer, else 503 naming the one that does not."""
-    checks = {"database": ctx.db.ping, "store": ctx.store.ping}
+    checks = {"database": ctx.db.ping, "store": ctx.store.check_writable}
     results: dict[str, str] = {}
     for name, ping in checks.items():
         try:

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-import numpy as np
-
-from app.federated.faults import flip_labels
-from app.federated.partition import class_ids
-from app.runtime.client_update import Bare, ClientUpdate, UpdateResult, start_weights, train
-from app.runtime.evaluate import predict
-from app.runtime.interpreter import LiteSession
+from app.executor.update import ClientUpdate, Outcome, UpdateFailure, UpdateResult
 from app.runtime.runner import Hooks, Plan
 from app.runtime.session import Arrays, LiveSession, Snapshot
-from app.runtime.signatures import Signatures, SignatureSpec, numpy_dtype
 
-__all__ = ["ClientUpdate", "UpdateResult", "TrainingWork", "Executor", "client_arrays",
-           "holdout_correct", "run_update"]
+__all__ = ["ClientUpdate", "UpdateResult", "UpdateFailure", "Outcome", "TrainingWork",
+           "Executor"]
 
 
 @dataclass(frozen=True)
@@ -44,51 +37,10 @@ class Executor(Protocol):
         """Run the plan, reporting to hooks; True when every epoch ran, False if stopped."""
 
     def run_updates(self, updates: Sequence[ClientUpdate], stopped: Callable[[], bool]
-                    ) -> Iterator[UpdateResult]:
-        """Run a round's client updates in parallel; results in the order they finish
-        (the caller aggregates them sorted by client id). Stops between steps when
-        stopped() says so, raising client_update.Interrupted."""
+                    ) -> Iterator[Outcome]:
+        """Run a round's client updates in parallel; each one's result or failure in the
+        order they finish (the caller aggregates them sorted by client id). Stops between
+        steps when stopped() says so, raising update.Interrupted."""
 
     def shutdown(self) -> None:
         """Release workers; work under way was stopped by its hooks first."""
-
-
-def client_arrays(update: ClientUpdate, dataset: Mapping[str, np.ndarray[Any, Any]],
-                  spec: SignatureSpec) -> Arrays:
-    """The client's training examples in the train signature's dtypes (labels flipped
-    c -> C-1-c for a label-flipping device), whichever executor trains them."""
-    arrays = {name: np.ascontiguousarray(dataset[name][update.indices],
-                                         dtype=numpy_dtype(spec.inputs[name].dtype))
-              for name in update.train_inputs}
-    if update.flip_label is not None:
-        arrays[update.flip_label] = flip_labels(arrays[update.flip_label], update.num_classes)
-    return arrays
-
-
-def holdout_correct(update: ClientUpdate, dataset: Mapping[str, np.ndarray[Any, Any]],
-                    infer: Callable[[Arrays], dict[str, Any]], spec: SignatureSpec
-                    ) -> int | None:
-    """How many of the update's evaluation examples the trained weights predict right."""
-    idx = update.eval_indices
-    if idx is None or not idx.size or update.output is None or update.label is None:
-        return None
-    inputs = {name: np.ascontiguousarray(dataset[name][idx],
-                                         dtype=numpy_dtype(spec.inputs[name].dtype))
-              for name in update.infer_inputs}
-    fixed = {t.shape[0] for t in spec.inputs.values() if t.shape} - {-1}
-    predicted = predict(infer, inputs, update.output, min(fixed) if fixed else None)
-    return int((predicted == class_ids(dataset[update.label][idx])).sum())
-
-
-def run_update(update: ClientUpdate, lite: LiteSession, sigs: Signatures,
-               dataset: Mapping[str, np.ndarray[Any, Any]],
-               fetch: Callable[[str], bytes],
-               read: Callable[[str], Mapping[str, np.ndarray[Any, Any]]],
-               scratch: Path, stopped: Callable[[], bool]) -> UpdateResult:
-    """One client update on an interpreter of its model, as every executor runs it: the
-    start weights restored, the plan trained, the weights saved, the holdout measured."""
-    start = start_weights(update, fetch, read, scratch)
-    result = train(Bare(lite), lite.restore, lite.save, update, start,
-                   client_arrays(update, dataset, sigs["train"]), scratch, stopped)
-    correct = holdout_correct(update, dataset, lambda x: lite.run("infer", x), sigs["infer"])
-    return replace(result, correct=correct)

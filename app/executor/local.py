@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from app.executor.base import TrainingWork, run_update
+from app.executor.base import TrainingWork
 from app.executor.cache import Lru
+from app.executor.update import ClientUpdate, Outcome, run_update
 from app.runtime import ckptfile, runner
-from app.runtime.client_update import ClientUpdate, UpdateResult
 from app.runtime.datasets import read_npz
 from app.runtime.interpreter import LiteSession
 from app.runtime.session import Snapshot
@@ -58,13 +58,13 @@ class LocalExecutor:
                           call=lambda turn: live.strand.submit(turn).result())
 
     def run_updates(self, updates: Sequence[ClientUpdate], stopped: Callable[[], bool]
-                    ) -> Iterator[UpdateResult]:
-        """The round's updates on every lane at once, results as they end. A lane takes the
+                    ) -> Iterator[Outcome]:
+        """The round's updates on every lane at once, outcomes as they end. A lane takes the
         next update itself when one ends: no thread waits for another between two updates,
         and no update waits for a thread to wake up."""
         todo = deque(updates)
         lock = threading.Lock()
-        results: SimpleQueue[tuple[UpdateResult | None, BaseException | None]] = SimpleQueue()
+        results: SimpleQueue[tuple[Outcome | None, BaseException | None]] = SimpleQueue()
         closed = threading.Event()
 
         def lane() -> None:
@@ -91,12 +91,14 @@ class LocalExecutor:
         finally:
             closed.set()  # a failed or interrupted round: the lanes stop after their update
 
-    def update(self, update: ClientUpdate, stopped: Callable[[], bool]) -> UpdateResult:
+    def update(self, update: ClientUpdate, stopped: Callable[[], bool]) -> Outcome:
         """One client update on this lane's interpreter of the model."""
-        lite = self._interpreter(update.model_key)
-        sigs = self._signatures.get(update.model_key, lambda: read_signatures(lite.interpreter))
-        return run_update(update, lite, sigs, self.dataset(update.dataset_key), self.fetch,
-                          self.read, self.scratch, stopped)
+        return run_update(
+            update, lambda: self._interpreter(update.model_key),
+            lambda lite: self._signatures.get(update.model_key,
+                                              lambda: read_signatures(lite.interpreter)),
+            lambda: self.dataset(update.dataset_key), self.fetch, self.read, self.scratch,
+            stopped)
 
     def _interpreter(self, model_key: str) -> LiteSession:
         lites: Lru[LiteSession] | None = getattr(self._lane, "lites", None)

@@ -21,7 +21,7 @@ from typing import Any
 
 from app.executor.base import TrainingWork
 from app.executor.ray_worker import EpochDone, RemoteJob, StoreConfig, UpdateWorker
-from app.runtime.client_update import ClientUpdate, Interrupted, UpdateResult
+from app.executor.update import ClientUpdate, Interrupted, Outcome
 from app.runtime.runner import Hooks
 from app.runtime.session import Snapshot
 
@@ -61,7 +61,7 @@ class RayExecutor:
             self.actors[index] = self._spawn()
 
     def run_updates(self, updates: Sequence[ClientUpdate], stopped: Callable[[], bool]
-                    ) -> Iterator[UpdateResult]:
+                    ) -> Iterator[Outcome]:
         """Every update on its client's actor; results as they end; a dead actor's updates
         go again, to a new actor."""
         ray = self.ray

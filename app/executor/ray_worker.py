@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from app.executor.base import run_update
 from app.executor.cache import Lru
+from app.executor.update import Bare, ClientUpdate, Outcome, run_update
 from app.runtime import ckptfile, runner
-from app.runtime.client_update import Bare, ClientUpdate, UpdateResult
 from app.runtime.datasets import read_npz
 from app.runtime.interpreter import LiteSession
 from app.runtime.runner import Plan
@@ -102,13 +101,14 @@ class UpdateWorker:
     def _signatures(self, model_key: str, lite: LiteSession) -> Signatures:
         return self.signatures.get(model_key, lambda: read_signatures(lite.interpreter))
 
-    def update(self, update: ClientUpdate) -> UpdateResult:
+    def update(self, update: ClientUpdate) -> Outcome:
         """One client update, as the local executor runs it, on this worker's interpreter."""
-        lite = self._lite(update.session_id, update.model_key)
-        dataset = self.datasets.get(update.dataset_key,
-                                    lambda: read_npz(self.store.get(update.dataset_key)))
-        return run_update(update, lite, self._signatures(update.model_key, lite), dataset,
-                          self.fetch, self.read, self.scratch, lambda: False)
+        return run_update(
+            update, lambda: self._lite(update.session_id, update.model_key),
+            lambda lite: self._signatures(update.model_key, lite),
+            lambda: self.datasets.get(update.dataset_key,
+                                      lambda: read_npz(self.store.get(update.dataset_key))),
+            self.fetch, self.read, self.scratch, lambda: False)
 
     def train_job(self, job: RemoteJob) -> Iterator[EpochDone]:
         """A job's epochs from job.plan.first_epoch on, one EpochDone each (a streaming

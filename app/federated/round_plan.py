@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-OUTCOMES = ("completed", "straggler", "dropped_offline", "dropped_battery")
+# "failed": the device ran its update to its end on the clock, but the update raised or
+# came back non-finite (the round records why, and aggregates the others).
+OUTCOMES = ("completed", "straggler", "dropped_offline", "dropped_battery", "failed")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,19 @@ class RoundPlan:
         """The round's bytes down, bytes up and energy."""
         return {"bytes_down": int(self.bytes_down.sum()), "bytes_up": int(self.bytes_up.sum()),
                 "energy_j": float(self.energy_j.sum())}
+
+    def with_failures(self, failed: Mapping[int, str], min_completed: int) -> RoundPlan:
+        """This plan once some completed updates have failed: their outcome is "failed",
+        they are no longer completed, and the round is abandoned below min_completed."""
+        if not failed:
+            return self
+        outcome = tuple("failed" if int(c) in failed else o
+                        for c, o in zip(self.ids, self.outcome, strict=True))
+        completed = tuple(c for c in self.completed if c not in failed)
+        status = self.status
+        if status == "aggregated" and len(completed) < min_completed:
+            status = "abandoned"
+        return replace(self, outcome=outcome, completed=completed, status=status)
 
     def updates(self) -> list[ClientUpdate]:
         """One record per selected client, by id."""

@@ -24,8 +24,11 @@ _SPEC_EXAMPLE: Any = {
 class FleetSpec(BaseModel):
     """A simulated population of devices trained in federated rounds."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_SPEC_EXAMPLE]})
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False,
+                              json_schema_extra={"examples": [_SPEC_EXAMPLE]})
 
+    name: Text | None = Field(None, max_length=200, description="A name people read in lists, "
+                              "pages, legends and compare")
     model_id: Text
     dataset_id: Text = Field(description="The population's examples: arrays named after the "
                              "train signature's inputs, plus any extra arrays")
@@ -61,6 +64,10 @@ class FleetSpec(BaseModel):
     min_completed: int = Field(1, ge=1, description="Fewer completed updates: round abandoned")
     faults: dict[str, Any] | None = Field(None, description='{"fraction": 0.2, "kind": "noise" '
                                           '| "sign_flip" | "label_flip", "scale": 10.0}')
+    accept_failures: bool = Field(True, description="A client update that fails (raises, or "
+                                  "ends with non-finite weights or loss) is recorded as "
+                                  "`failed` and the round aggregates the others; false: the "
+                                  "fleet fails")
 
 
 class FleetProgress(BaseModel):
@@ -91,8 +98,8 @@ class Fleet(Schema):
 
     id: str
     user_id: str
-    status: str = Field(description='"queued" | "running" | "succeeded" | "failed" | '
-                        '"cancelled"')
+    status: str = Field(description='"queued" | "running" | "paused" | "succeeded" | '
+                        '"failed" | "cancelled"')
     spec: dict[str, Any]
     progress: FleetProgress
     global_checkpoint_ids: list[str]
@@ -102,6 +109,8 @@ class Fleet(Schema):
     finished_at: datetime | None
     last_round: dict[str, Any] | None = Field(
         None, description="The last finished round's train loss and accuracies")
+    stopped_reason: str | None = Field(None, description="Why a fleet that succeeded stopped "
+                                       "before its last round (e.g. \"privacy budget\")")
     links: dict[str, str] = Field(default_factory=dict)
 
     def model_post_init(self, _: Any) -> None:
@@ -156,6 +165,9 @@ class Round(Schema):
         None, description="Wall seconds on this server: the round's phases (updates, "
         "aggregate, evaluate, commit) and, summed over its updates, their restore, train, "
         "save and read")
+    failures: list[dict[str, Any]] = Field(
+        default_factory=list, description="The updates that failed (outcome `failed`): "
+        "client_id and reason")
 
 
 _CLIENT: Any = {"client_id": 3, "key": None, "session_id": "ses_01a22e0d1a2b3c4d5e6f7081_0000003",
@@ -200,7 +212,8 @@ class TimelineEntry(BaseModel):
     start_s: float
     end_s: float = Field(description="When it stopped: done, dropped, or the round's end")
     outcome: str = Field(description='"completed" | "straggler" | "dropped_offline" | '
-                         '"dropped_battery"')
+                         '"dropped_battery" | "failed"')
+    reason: str | None = Field(None, description="Why a failed update failed")
     planned_end_s: float = Field(description="When it would have ended undisturbed")
     energy_j: float
     bytes_down: int
@@ -242,6 +255,9 @@ class Report(BaseModel):
     global_accuracy: list[float | None]
     final: dict[str, Any] | None = Field(None, description="Once the fleet has succeeded")
     virtual_hours: float | None = None
+    virtual_seconds: float | None = None
+    failed_updates: dict[str, Any] | None = Field(
+        None, description='{"count": n, "reasons": {reason: n}}: updates recorded as failed')
     time_to_accuracy: dict[str, float | None] = Field(default_factory=dict)
     device_classes: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -13,7 +13,7 @@ from app.runtime.interpreter import warm_up
 from app.runtime.pool import SessionPool
 from app.runtime.validator import ModelValidator
 from app.services.context import Context
-from app.services.fleet_run import fleet_workers
+from app.services.fleet import fleet_workers
 from app.services.job_run import job_workers
 from app.store import BlobStore, open_store
 

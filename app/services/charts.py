@@ -22,7 +22,7 @@ BLUE, ORANGE, GREEN, RED, PURPLE, SKY, GREY, BLACK = (
     "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#999999", "#000000")
 SERIES = (BLUE, ORANGE, GREEN, RED, PURPLE, SKY, BLACK)
 OUTCOMES = {"completed": GREEN, "straggler": ORANGE, "dropped_offline": PURPLE,
-            "dropped_battery": RED}
+            "dropped_battery": RED, "failed": BLACK}
 GRID, AVAILABLE = "#d9d9d9", "#e4e4e4"
 # Global on purpose: the SVG backend reads these from rcParams, not from the figure. Set once,
 # before any figure, never changed: safe for threads. Short font list: every text repeats it;

@@ -17,7 +17,8 @@ from app.services.persister import Persister
 from app.store import BlobStore
 
 if TYPE_CHECKING:
-    from app.services.progress import FleetState, JobState
+    from app.services.fleet.schedule import FairWorkers
+    from app.services.progress import JobState
     from app.services.workers import Workers
 
 
@@ -44,7 +45,7 @@ class Context:
     executor: Executor
     persister: Persister = field(default_factory=Persister)
     jobs: Workers[JobState] = field(init=False)
-    fleets: Workers[FleetState] = field(init=False)
+    fleets: FairWorkers = field(init=False)
     keys: KeyRing = field(default_factory=KeyRing)
     jobs_resumed: bool = False
     models: dict[str, LoadedModel] = field(default_factory=dict)

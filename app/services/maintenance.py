@@ -12,7 +12,7 @@ from app.db.tables import CheckpointRow, DatasetRow, FleetRow, ModelRow, Session
 from app.errors import FleetliteError
 from app.metrics import BACKGROUND_POSTPONED
 from app.runtime.session import LiveSession
-from app.services import checkpoints, fleets, jobs, keys, sessions
+from app.services import checkpoints, fleet, jobs, keys, sessions
 from app.services.context import Context
 
 log = logging.getLogger("fleetlite.maintenance")
@@ -120,7 +120,7 @@ async def _resume_jobs(ctx: Context) -> None:
         return
     try:
         resumed = await asyncio.to_thread(jobs.resume_all, ctx)
-        resumed_fleets = await asyncio.to_thread(fleets.resume_all, ctx)
+        resumed_fleets = await asyncio.to_thread(fleet.resume_all, ctx)
     except FleetliteError as exc:
         log.warning("resuming jobs and fleets postponed: %s", exc.detail)
         return

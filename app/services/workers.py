@@ -7,10 +7,10 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 log = logging.getLogger("fleetlite.workers")
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "running", "paused")  # a paused fleet waits for its store, still driven
 
 
 class State(Protocol):
@@ -24,6 +24,19 @@ class State(Protocol):
 S = TypeVar("S", bound=State)
 
 
+class Drivers(Protocol):
+    """What the lifecycle needs of the threads that drive jobs or fleets."""
+
+    def submit(self, key: str) -> Any:
+        """Queue a piece by id (once)."""
+
+    def state(self, key: str) -> Any:
+        """The live state of a piece run here, or None."""
+
+    def cancel(self, key: str) -> bool:
+        """Ask a piece to stop; False if not run here."""
+
+
 class Workers(Generic[S]):
     """A fixed number of threads; `run(state)` drives one piece to an end state (or until
     stopped at shutdown, leaving it resumable) and records failures itself."""
@@ -34,13 +47,17 @@ class Workers(Generic[S]):
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
         self._states: dict[str, S] = {}
         self._lock = threading.Lock()
+        self.drivers = 0  # pieces handed to a thread so far (tests count them)
 
     def submit(self, key: str) -> S:
-        """Queue a piece by id; it starts when a worker is free."""
+        """Queue a piece by id; it starts when a worker is free. A piece already queued or
+        driven here is not queued again: one piece, one driver, whatever calls this twice."""
         with self._lock:
             state = self._states.get(key)
-            if state is None:
-                state = self._states[key] = self._make(key)
+            if state is not None:
+                return state
+            state = self._states[key] = self._make(key)
+        self.drivers += 1
         self._pool.submit(self._guarded, key, state)
         return state
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import threading
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -14,6 +16,7 @@ from obstore.store import LocalStore, S3Store
 
 from app.errors import ServiceUnavailable
 
+PROBE_PREFIX = "health/write-probe-"
 # A local put writes "key#N" and renames it over "key"; listings hide such staging files.
 _STAGING = re.compile(r"#\d+$")
 
@@ -78,9 +81,30 @@ class BlobStore:
             p.unlink(missing_ok=True)
         return len(partial)
 
+    def prune_empty(self, prefix: str) -> None:
+        """Remove the local directory of prefix and its parents while they are empty (S3 has
+        no directories): a deleted fleet leaves no empty folder behind."""
+        if self._root is None:
+            return
+        path = (self._root / prefix).resolve()
+        while path != self._root and self._root in path.parents:
+            try:
+                path.rmdir()
+            except OSError:  # not empty, or already gone
+                if path.exists():
+                    return
+            path = path.parent
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers a listing."""
         self._call(obstore.list_with_delimiter, self._store, "", _raw=True)
+
+    def check_writable(self) -> None:
+        """Raise StoreUnavailable unless the store takes a write (a small probe blob, put
+        and deleted): a read-only or full store answers a listing but refuses saves."""
+        key = f"{PROBE_PREFIX}{os.getpid()}-{threading.get_ident()}"
+        self.put(key, b"ok")
+        self.delete(key)
 
     def _call(self, fn, *args, _raw: bool = False):  # type: ignore[no-untyped-def]
         try:

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from app.db.tables import FleetClientRow, SessionRow
-from app.services import fleet_write, maintenance
+from app.services import maintenance
+from app.services.fleet import write as fleet_write
 from tests.fleets.support import digits, follow, start, upload_dataset
 from tests.helpers import LiveServer
 

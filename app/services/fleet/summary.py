@@ -3,43 +3,65 @@ helped or hurt, and per device class who the global model serves and who it leav
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from app.db.tables import FleetRoundRow, FleetRow
+from app.federated.round_plan import OUTCOMES
 from app.runtime.evaluate import quantiles
-from app.services import fleet_rows
 from app.services.context import Context
-from app.services.fleet_setup import FleetSetup
+from app.services.fleet import rows as fleet_rows
+from app.services.fleet.plan import FleetPlan
 
 MILESTONES = (0.5, 0.7, 0.9)
-OUTCOMES = ("completed", "straggler", "dropped_offline", "dropped_battery")
 
 
-def build(ctx: Context, row: FleetRow, setup: FleetSetup, acc_global: np.ndarray | None,
+def build(ctx: Context, row: FleetRow, plan: FleetPlan, acc_global: np.ndarray | None,
           acc_personal: np.ndarray | None) -> dict[str, Any]:
-    """The Report of docs/api.md; `final` needs the per-client accuracies (None while running)."""
-    rounds = fleet_rows.rounds_of(ctx, row.id)
-    curve = [r.global_accuracy for r in rounds]
+    """The Report of docs/api.md; `final` needs the per-client accuracies (None while running).
+    The rounds are read a page at a time: only their figures are kept."""
+    names = plan.devices.names
+    counts = {name: dict.fromkeys(OUTCOMES, 0) for name in names}
+    summary: list[Summary] = []
+    failed: dict[str, int] = {}
+    for r in fleet_rows.each_round(ctx, row.id):
+        summary.append(Summary(r.virtual_end_s, r.global_accuracy, r.client_accuracy))
+        for u in r.updates:
+            counts[names[plan.class_index[u[0]]]][u[4]] += 1
+            if len(u) > 10 and u[10] is not None:
+                failed[u[10]] = failed.get(u[10], 0) + 1
     report: dict[str, Any] = {
-        "fleet_id": row.id, "rounds": len(rounds), "global_accuracy": curve,
-        "final": None, "virtual_hours": rounds[-1].virtual_end_s / 3600 if rounds else 0.0,
-        "time_to_accuracy": time_to_accuracy(rounds),
-        "device_classes": by_device_class(setup, rounds, acc_global, acc_personal)}
+        "fleet_id": row.id, "rounds": len(summary),
+        "global_accuracy": [r.global_accuracy for r in summary], "final": None,
+        "virtual_hours": summary[-1].virtual_end_s / 3600 if summary else 0.0,
+        "virtual_seconds": summary[-1].virtual_end_s if summary else 0.0,
+        "time_to_accuracy": time_to_accuracy(summary),
+        "device_classes": by_device_class(plan, counts, acc_global, acc_personal),
+        "failed_updates": {"count": sum(failed.values()), "reasons": failed}}
     if acc_global is not None and acc_personal is not None:
-        report["final"] = final(rounds, acc_global, acc_personal)
+        report["final"] = final(summary, acc_global, acc_personal)
     return report
 
 
-def _score(r: FleetRoundRow) -> float | None:
+@dataclass(frozen=True)
+class Summary:
+    """The figures of a round that the report reads."""
+
+    virtual_end_s: float
+    global_accuracy: float | None
+    client_accuracy: dict[str, float] | None
+
+
+def _score(r: Summary | FleetRoundRow) -> float | None:
     """A round's accuracy: on the test set, else the clients' mean on their holdouts."""
     if r.global_accuracy is not None:
         return r.global_accuracy
     return (r.client_accuracy or {}).get("mean")
 
 
-def time_to_accuracy(rounds: list[FleetRoundRow]) -> dict[str, float | None]:
+def time_to_accuracy(rounds: list[Summary]) -> dict[str, float | None]:
     """Virtual seconds until the accuracy first reaches 50, 70 and 90 % of its best."""
     scores = [(r.virtual_end_s, _score(r)) for r in rounds]
     known = [s for _, s in scores if s is not None]
@@ -53,7 +75,7 @@ def time_to_accuracy(rounds: list[FleetRoundRow]) -> dict[str, float | None]:
     return out
 
 
-def final(rounds: list[FleetRoundRow], acc_global: np.ndarray,
+def final(rounds: list[Summary], acc_global: np.ndarray,
           acc_personal: np.ndarray) -> dict[str, Any]:
     """The final global accuracy, the clients' distributions, and helped / hurt."""
     both = ~np.isnan(acc_global) & ~np.isnan(acc_personal)
@@ -67,17 +89,12 @@ def final(rounds: list[FleetRoundRow], acc_global: np.ndarray,
             "clients_measured": n}
 
 
-def by_device_class(setup: FleetSetup, rounds: list[FleetRoundRow],
+def by_device_class(plan: FleetPlan, counts: dict[str, dict[str, int]],
                     acc_global: np.ndarray | None,
                     acc_personal: np.ndarray | None) -> dict[str, dict[str, Any]]:
     """Per device class: clients, updates by outcome, mean global and personal accuracy."""
-    index = setup.devices.draw(len(setup.partition), setup.spec["seed"])
-    names = setup.devices.names
+    index, names = plan.class_index, plan.devices.names
     out: dict[str, dict[str, Any]] = {}
-    counts = {name: dict.fromkeys(OUTCOMES, 0) for name in names}
-    for r in rounds:
-        for u in r.updates:
-            counts[names[index[u[0]]]][u[4]] += 1
     for k, name in enumerate(names):
         mine = index == k
         entry: dict[str, Any] = {"clients": int(mine.sum()), **counts[name]}

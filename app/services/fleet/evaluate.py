@@ -9,9 +9,9 @@ import numpy as np
 
 from app.runtime.evaluate import predict, quantiles
 from app.runtime.interpreter import LiteSession
-from app.runtime.signatures import SignatureSpec
 from app.services.context import Context
-from app.services.fleet_setup import FleetSetup
+from app.services.fleet.inputs import FleetData
+from app.services.fleet.plan import FleetPlan
 
 
 @dataclass
@@ -27,27 +27,26 @@ class Evaluator:
     """The fleet driver's own interpreter (not a session): global weights in, accuracy out.
     Used by the driver thread only."""
 
-    def __init__(self, ctx: Context, setup: FleetSetup) -> None:
-        self.setup, self.scratch = setup, ctx.settings.work_path
+    def __init__(self, ctx: Context, plan: FleetPlan, data: FleetData) -> None:
+        self.plan, self.data, self.scratch = plan, data, ctx.settings.work_path
         self.threads = ctx.settings.interpreter_threads
         self._lite: LiteSession | None = None  # built on the first measurement
-        spec = setup.model.signatures["infer"]
-        self.fixed = _fixed_batch(spec)
+        self.fixed = plan.infer_batch
         self._holdout: tuple[np.ndarray, np.ndarray] | None = None  # (indices, client of each)
 
     def round_accuracy(self, weights: bytes) -> RoundAccuracy:
         """Accuracy of these weights on the test set and on each client's holdout (nothing
         for `local`, whose devices share no model)."""
-        setup = self.setup
-        if setup.output is None or setup.spec["strategy"]["name"] == "local":
+        plan, test = self.plan, self.data.test
+        if plan.output is None or plan.spec["strategy"]["name"] == "local":
             return RoundAccuracy(None, None)  # no accuracy to measure; no global model
-        if setup.test is None and not self._holds_out():  # nothing to measure it on
+        if test is None and not self._holds_out():  # nothing to measure it on
             return RoundAccuracy(None, None)
         self._restore(weights)
         global_acc = None
-        if setup.test is not None:
-            inputs = {n: setup.test[n] for n in setup.infer_inputs}
-            hit = self._predict(inputs) == setup.test["__classes__"]
+        if test is not None:
+            inputs = {n: test[n] for n in plan.infer_inputs}
+            hit = self._predict(inputs) == test["__classes__"]
             global_acc = float(hit.mean()) if hit.size else None
         per_client = self.client_accuracy()
         shown = per_client[~np.isnan(per_client)] if per_client is not None else np.zeros(0)
@@ -55,13 +54,13 @@ class Evaluator:
 
     def client_accuracy(self) -> np.ndarray | None:
         """Per client, the restored weights' accuracy on its holdout (NaN: none held out)."""
-        setup = self.setup
-        if setup.classes is None or not self._holds_out():
+        plan, data = self.plan, self.data
+        if data.classes is None or not self._holds_out():
             return None
         idx, owner = self.holdout()
-        inputs = {n: setup.arrays[n][idx] for n in setup.infer_inputs}
-        hit = (self._predict(inputs) == setup.classes[idx]).astype(np.float64)
-        n = len(setup.partition)
+        inputs = {n: data.arrays[n][idx] for n in plan.infer_inputs}
+        hit = (self._predict(inputs) == data.classes[idx]).astype(np.float64)
+        n = plan.num_clients
         right = np.bincount(owner, weights=hit, minlength=n)
         count = np.bincount(owner, minlength=n).astype(np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -70,20 +69,20 @@ class Evaluator:
     def holdout(self) -> tuple[np.ndarray, np.ndarray]:
         """Every client's held-out examples, and the client of each (built once)."""
         if self._holdout is None:
-            part = self.setup.partition
+            part = self.plan.partition
             parts = [part[c].holdout for c in np.flatnonzero(part.num_holdout)]
             idx = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
             self._holdout = (idx, part.client_of[idx])
         return self._holdout
 
     def _holds_out(self) -> bool:
-        return self.setup.classes is not None and bool(self.setup.partition.num_holdout.any())
+        return self.data.classes is not None and bool(self.plan.partition.num_holdout.any())
 
     @property
     def lite(self) -> LiteSession:
         """The evaluator's interpreter (a fleet with nothing to measure never builds one)."""
         if self._lite is None:
-            self._lite = LiteSession(self.setup.model.data, self.threads)
+            self._lite = LiteSession(self.data.model, self.threads)
         return self._lite
 
     def _restore(self, weights: bytes) -> None:
@@ -95,11 +94,6 @@ class Evaluator:
             path.unlink(missing_ok=True)
 
     def _predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        assert self.setup.output is not None
-        return predict(lambda x: self.lite.run("infer", x), inputs, self.setup.output,
+        assert self.plan.output is not None
+        return predict(lambda x: self.lite.run("infer", x), inputs, self.plan.output,
                        self.fixed)
-
-
-def _fixed_batch(spec: SignatureSpec) -> int | None:
-    dims = {t.shape[0] for t in spec.inputs.values() if t.shape} - {-1}
-    return min(dims) if dims else None

@@ -25,11 +25,14 @@ from app.db.tables import (
     new_id,
     utcnow,
 )
+from app.executor.update import UpdateResult
 from app.federated.round_plan import RoundPlan
-from app.runtime.client_update import UpdateResult
 from app.services import rows, sessions
 from app.services.context import Context
-from app.services.fleet_setup import FleetSetup
+from app.services.fleet.plan import FleetPlan
+from app.services.fleet.rows import fleet_prefix
+from app.services.fleet.updates import session_id_for
+from app.services.workers import ACTIVE
 
 
 @dataclass
@@ -43,12 +46,6 @@ class ClientState:
     steps: int = 0  # its session's train steps so far
 
 
-def session_id_for(fleet_id: str, client_id: int) -> str:
-    """A device's session id: made from its fleet's and its own, so that a round re-run
-    after a restart gives the same device the same session."""
-    return f"ses_{fleet_id.removeprefix('flt_')}_{client_id:07d}"
-
-
 def drop_live_devices(ctx: Context, fleet_id: str) -> None:
     """At a fleet's end, whatever the end: forget its devices' sessions that calls loaded
     during the run (with the weights of the round they were loaded at), so that the next
@@ -57,11 +54,6 @@ def drop_live_devices(ctx: Context, fleet_id: str) -> None:
     for live in ctx.pool.all():
         if live.id.startswith(prefix):
             live.strand.submit(sessions.drop, ctx, live)
-
-
-def fleet_prefix(row: FleetRow) -> str:
-    """Where a fleet keeps its own blobs (state, initial weights, per-client figures)."""
-    return f"users/{row.user_id}/fleets/{row.id}/"
 
 
 def load_clients(ctx: Context, fleet_id: str) -> dict[int, ClientState]:
@@ -94,7 +86,7 @@ def mark_started(ctx: Context, row: FleetRow) -> bool:
     row.started_at = utcnow()
     with ctx.db.begin_core() as conn:
         return conn.execute(update(FleetRow).where(
-            FleetRow.id == row.id, FleetRow.status.in_(("queued", "running"))).values(
+            FleetRow.id == row.id, FleetRow.status.in_(ACTIVE)).values(
             status="running", started_at=row.started_at)).rowcount == 1
 
 
@@ -157,19 +149,21 @@ class StagedRound:
     timings: dict[str, float]
     started: datetime
     loss: float | None
+    failures: dict[int, str]  # client: why its update failed
 
 
-def stage_round(ctx: Context, row: FleetRow, setup: FleetSetup, plan: RoundPlan,
+def stage_round(ctx: Context, row: FleetRow, fplan: FleetPlan, plan: RoundPlan,
                 results: dict[int, UpdateResult], global_data: bytes,
                 clients: dict[int, ClientState], state: dict[str, Any],
-                timings: dict[str, float], started: datetime) -> StagedRound:
+                timings: dict[str, float], started: datetime,
+                failures: dict[int, str]) -> StagedRound:
     """Store round `plan.round`'s blobs and compute its rows; `clients` moves on in memory
     (the next round's updates start from this round's own checkpoints). The round exists
     once its transaction commits; until then its blobs are unreferenced."""
     r = plan.round
     ckpts = [checkpoint_values(row, global_data, kind="global", round_=r, session_id=None)]
     owns = {}
-    if setup.keep:  # each device's own variables live on in its checkpoint
+    if fplan.keep:  # each device's own variables live on in its checkpoint
         for c, res in results.items():
             owns[c] = checkpoint_values(row, res.data, kind="update", round_=r,
                                         session_id=session_id_for(row.id, c),
@@ -188,9 +182,10 @@ def stage_round(ctx: Context, row: FleetRow, setup: FleetSetup, plan: RoundPlan,
                          [*ckpts, *owns.values()], owns, [], [], [], [],
                          [clients[c].checkpoint_id for c in owns  # type: ignore[misc]
                           if c in clients and clients[c].checkpoint_id],
-                         state_key, written, timings, started, _train_loss(results))
+                         state_key, written, timings, started, _train_loss(results),
+                         failures)
     for c, res in sorted(results.items()):
-        _stage_client(staged, row, setup, c, res, clients)
+        _stage_client(staged, row, fplan, c, res, clients)
     return staged
 
 
@@ -200,7 +195,7 @@ def drop(ctx: Context, keys: list[str]) -> None:
         ctx.store.delete(key)
 
 
-def _stage_client(staged: StagedRound, row: FleetRow, setup: FleetSetup, c: int,
+def _stage_client(staged: StagedRound, row: FleetRow, fplan: FleetPlan, c: int,
                   res: UpdateResult, clients: dict[int, ClientState]) -> None:
     sid = session_id_for(row.id, c)
     own = staged.owns.get(c)
@@ -210,7 +205,7 @@ def _stage_client(staged: StagedRound, row: FleetRow, setup: FleetSetup, c: int,
     if state is None:  # its first update: the device's session and row are made now
         now = utcnow()
         staged.new_sessions.append({
-            "id": sid, "user_id": row.user_id, "model_id": setup.model.id,
+            "id": sid, "user_id": row.user_id, "model_id": fplan.model.id,
             "head_checkpoint_id": head, "head_step": head_step, "steps": steps,
             "last_loss": res.loss, "created_at": now, "updated_at": now})
         staged.new_clients.append({"fleet_id": row.id, "client_id": c, "session_id": sid,

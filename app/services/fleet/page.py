@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from app.services import charts, fleet_finish, fleet_rows, fleet_views
+from app.services import charts
 from app.services.context import Context
+from app.services.fleet import record
+from app.services.fleet import rows as fleet_rows
 
 TIMELINE_DEVICES = 8
 CLIENT_ROWS = 200
@@ -23,8 +25,8 @@ _CSS = ("body{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222
 def render(ctx: Context, *, fleet_id: str) -> str:
     """The report page of one fleet."""
     row = fleet_rows.get_row(ctx, fleet_id=fleet_id)
-    report = fleet_views.report(ctx, fleet_id=fleet_id)
-    rounds = fleet_rows.rounds_of(ctx, fleet_id)
+    report = record.report(ctx, fleet_id=fleet_id)
+    rounds = list(fleet_rows.each_round(ctx, fleet_id))
     spec = row.spec
     parts = [f"<h1>Fleet {escape(row.id)}</h1>",
              f"<p>{escape(row.status)} &middot; {len(rounds)} of {spec['rounds']} rounds &middot; "
@@ -45,7 +47,7 @@ def render(ctx: Context, *, fleet_id: str) -> str:
         parts.append(charts.accuracy_vs_time({row.id: (hours, score)}))
         outcomes = {o: [r.outcomes.get(o, 0) for r in rounds] for o in charts.OUTCOMES}
         parts.append(charts.outcomes_per_round(numbers, outcomes))
-        final = fleet_finish.per_client(ctx, row)
+        final = record.per_client(ctx, row)
         if final is not None:
             parts.append(charts.personal_vs_global(
                 [_f(v) for v in final["accuracy_global"]],
@@ -96,7 +98,7 @@ def _classes(classes: dict[str, dict[str, Any]]) -> str:
 
 
 def _clients(ctx: Context, fleet_id: str, total: int) -> str:
-    page = fleet_views.clients(ctx, fleet_id=fleet_id, limit=min(total, CLIENT_ROWS),
+    page = record.clients(ctx, fleet_id=fleet_id, limit=min(total, CLIENT_ROWS),
                                cursor=None)
     head = ("client", "device", "train / holdout", "rounds", "global", "personal", "faulty")
     rows = [(c["client_id"], escape(c["device"] or ""), f"{c['num_train']} / {c['num_holdout']}",
@@ -112,7 +114,7 @@ def _timeline(ctx: Context, fleet_id: str, rounds: list[Any]) -> str:
     picked = sorted({u[0] for r in rounds for u in r.updates})[:TIMELINE_DEVICES]
     devices = []
     for c in picked:
-        detail = fleet_views.client(ctx, fleet_id=fleet_id, client_id=c)
+        detail = record.client(ctx, fleet_id=fleet_id, client_id=c)
         devices.append((f"client {c} ({detail['device']})",
                         [tuple(w) for w in detail["available"]],
                         [(t["start_s"], t["end_s"], t["outcome"]) for t in detail["timeline"]]))

@@ -4,6 +4,7 @@ the round does not exist, so a fleet killed meanwhile resumes from the round bef
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -13,9 +14,11 @@ from app.db.tables import CheckpointRow, FleetClientRow, FleetRoundRow, FleetRow
 from app.federated.round_plan import RoundPlan
 from app.services import sessions
 from app.services.context import Context
-from app.services.fleet_commit import StagedRound, drop, session_id_for
-from app.services.fleet_eval import Evaluator, RoundAccuracy
+from app.services.fleet.commit import StagedRound, drop
+from app.services.fleet.evaluate import Evaluator, RoundAccuracy
+from app.services.fleet.updates import session_id_for
 
+log = logging.getLogger("fleetlite.fleets")
 _SESSION_FIGURES = update(SessionRow).where(SessionRow.id == bindparam("b_id")).values(
     steps=bindparam("b_steps"), last_loss=bindparam("b_loss"))
 _SESSION_HEAD = update(SessionRow).where(SessionRow.id == bindparam("b_id")).values(
@@ -43,7 +46,11 @@ def evaluate_and_write(ctx: Context, row: FleetRow, evaluator: Evaluator,
     except BaseException:
         drop(ctx, staged.written)
         raise
-    drop(ctx, superseded)  # rows gone with the commit: blobs second
+    try:
+        drop(ctx, superseded)  # rows gone with the commit: blobs second
+    except Exception as exc:  # the orphan sweep at start takes what is left
+        log.warning("fleet %s round %d: superseded blobs kept for the sweep: %s", row.id,
+                    staged.plan.round, exc)
     for c in staged.owns:
         live = ctx.pool.get(session_id_for(row.id, c))
         if live is not None:  # loaded by a call meanwhile: its next loads the new head
@@ -68,7 +75,7 @@ def _write(ctx: Context, row: FleetRow, staged: StagedRound, acc: RoundAccuracy)
             "checkpoint_id": staged.global_id, "started_at": staged.started,
             "finished_at": utcnow(), "virtual_start_s": plan.virtual_start_s,
             "virtual_end_s": plan.virtual_end_s, "outcomes": plan.outcomes, **plan.totals,
-            "updates": _updates(plan),
+            "updates": _updates(plan, staged.failures),
             "timings": {k: round(v, 6) for k, v in staged.timings.items()}}])
         _rows(conn, insert(SessionRow), staged.new_sessions)
         _rows(conn, insert(FleetClientRow), staged.new_clients)
@@ -93,9 +100,10 @@ def _rows(conn: Any, statement: Any, rows: list[dict[str, Any]]) -> None:
         conn.execute(statement, rows)
 
 
-def _updates(plan: RoundPlan) -> list[list[Any]]:
+def _updates(plan: RoundPlan, failures: dict[int, str]) -> list[list[Any]]:
     """Per selected client: id, start, end, planned end, outcome, energy, bytes down and up,
-    battery at its end and at the round's start."""
+    battery at its end and at the round's start, and why it failed (None unless it did)."""
     return [[u.client_id, u.start_s, u.end_s, u.planned_end_s, u.outcome, u.energy_j,
-             u.bytes_down, u.bytes_up, u.battery_pct, float(plan.settled_pct[u.client_id])]
+             u.bytes_down, u.bytes_up, u.battery_pct, float(plan.settled_pct[u.client_id]),
+             failures.get(u.client_id)]
             for u in plan.updates()]

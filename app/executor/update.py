@@ -1,21 +1,28 @@
-"""One client update of a fleet, on whatever interpreter runs it (a live session in this
-process, or a worker's on a cluster): restore the start weights, train the client's epochs
-with the run engine, save; everything it needs arrives by value or by store key."""
+"""One client update of a fleet, the one home of what runs on a lane or a Ray actor: restore
+the start weights, train the client's epochs with the run engine, save, measure its holdout;
+everything it needs arrives by value or by store key. An update that raises (the
+interpreter, the store) or ends with weights or a loss that are not finite comes back as
+an UpdateFailure, data the round records, never an exception that ends the fleet."""
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app.federated.faults import flip_labels
+from app.federated.partition import class_ids
 from app.runtime import ckptfile, runner
+from app.runtime.evaluate import predict
 from app.runtime.interpreter import LiteSession
 from app.runtime.runner import Plan
+from app.runtime.signatures import Signatures, SignatureSpec, numpy_dtype
 
 Arrays = dict[str, np.ndarray[Any, Any]]
 
@@ -60,6 +67,17 @@ class UpdateResult:
     steps: int = 0  # train steps this update ran
     correct: int | None = None  # holdout examples predicted right (eval_indices given)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: restore, train, save
+
+
+@dataclass(frozen=True)
+class UpdateFailure:
+    """An update that did not end with usable weights, and why (no server paths in it)."""
+
+    client_id: int
+    reason: str
+
+
+Outcome = UpdateResult | UpdateFailure
 
 
 def start_weights(update: ClientUpdate, fetch: Callable[[str], bytes],
@@ -149,3 +167,77 @@ class Bare:
 
 class Interrupted(Exception):
     """An update stopped before its end (the fleet is cancelled or the server stops)."""
+
+
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[\w.#@%+=~-]+){2,}/?")
+
+
+def public_reason(exc: BaseException) -> str:
+    """An exception as a user may read it: its kind and message, server paths taken out."""
+    detail = str(getattr(exc, "detail", exc)).split("\n")[0]
+    return f"{type(exc).__name__}: {_PATH.sub('<path>', detail)}"[:500]
+
+
+def client_arrays(update: ClientUpdate, dataset: Mapping[str, np.ndarray[Any, Any]],
+                  spec: SignatureSpec) -> Arrays:
+    """The client's training examples in the train signature's dtypes (labels flipped
+    c -> C-1-c for a label-flipping device), whichever executor trains them."""
+    arrays = {name: np.ascontiguousarray(dataset[name][update.indices],
+                                         dtype=numpy_dtype(spec.inputs[name].dtype))
+              for name in update.train_inputs}
+    if update.flip_label is not None:
+        arrays[update.flip_label] = flip_labels(arrays[update.flip_label], update.num_classes)
+    return arrays
+
+
+def holdout_correct(update: ClientUpdate, dataset: Mapping[str, np.ndarray[Any, Any]],
+                    infer: Callable[[Arrays], dict[str, Any]], spec: SignatureSpec
+                    ) -> int | None:
+    """How many of the update's evaluation examples the trained weights predict right."""
+    idx = update.eval_indices
+    if idx is None or not idx.size or update.output is None or update.label is None:
+        return None
+    inputs = {name: np.ascontiguousarray(dataset[name][idx],
+                                         dtype=numpy_dtype(spec.inputs[name].dtype))
+              for name in update.infer_inputs}
+    fixed = {t.shape[0] for t in spec.inputs.values() if t.shape} - {-1}
+    predicted = predict(infer, inputs, update.output, min(fixed) if fixed else None)
+    return int((predicted == class_ids(dataset[update.label][idx])).sum())
+
+
+def run_update(update: ClientUpdate, lite: Callable[[], LiteSession],
+               sigs: Callable[[LiteSession], Signatures],
+               dataset: Callable[[], Mapping[str, np.ndarray[Any, Any]]],
+               fetch: Callable[[str], bytes],
+               read: Callable[[str], Mapping[str, np.ndarray[Any, Any]]],
+               scratch: Path, stopped: Callable[[], bool]) -> Outcome:
+    """One client update on an interpreter of its model, as every executor runs it: the
+    start weights restored, the plan trained, the weights saved, the holdout measured.
+    Interrupted propagates (the round is dropped); any other failure is an UpdateFailure."""
+    try:
+        interpreter = lite()
+        signatures = sigs(interpreter)
+        data = dataset()
+        start = start_weights(update, fetch, read, scratch)
+        result = train(Bare(interpreter), interpreter.restore, interpreter.save, update, start,
+                       client_arrays(update, data, signatures["train"]), scratch, stopped)
+        bad = not_finite(result)
+        if bad:
+            return UpdateFailure(update.client_id, bad)
+        correct = holdout_correct(update, data, lambda x: interpreter.run("infer", x),
+                                  signatures["infer"])
+    except Interrupted:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failed update is data for its round
+        return UpdateFailure(update.client_id, public_reason(exc))
+    return replace(result, correct=correct)
+
+
+def not_finite(result: UpdateResult) -> str | None:
+    """Why an update's loss or weights cannot be aggregated, or None when they can."""
+    if result.loss is not None and not math.isfinite(result.loss):
+        return f"non-finite loss ({result.loss})"
+    for name, value in result.arrays.items():
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            return f"non-finite weights in {name}"
+    return None

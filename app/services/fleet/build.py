@@ -1,11 +1,8 @@
-"""A fleet's spec checked against its model and datasets, and everything a run derives from
-it: the same spec always gives the same setup (clients, faulty devices, device classes),
-so a fleet resumed after a restart rebuilds exactly what it had. Every 422 of docs/api.md's list
-is raised here, before anything is written."""
+"""A fleet spec checked against its model and datasets, and made into its plan: every 422 of
+docs/api.md's list is raised here, before anything is written."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,61 +10,23 @@ import numpy as np
 from app.errors import InvalidInput, NotFound
 from app.federated import devices as fdevices
 from app.federated import faults as ffaults
-from app.federated.partition import Partition, class_ids, make_clients, partition_spec
-from app.federated.strategies import Strategy, make_strategy
+from app.federated.partition import class_ids, make_clients, partition_spec
+from app.federated.strategies import make_strategy
 from app.runtime import ckptfile
 from app.runtime.datasets import check_against
 from app.runtime.signatures import SignatureSpec
 from app.services import datasets, jobs, models
-from app.services.context import Context, LoadedModel
+from app.services.context import Context
+from app.services.fleet.plan import FleetPlan, Inputs, freeze, kept
 
 LABEL_NAMES = ("y", "label")
 OUTPUT_NAMES = ("output", "probabilities", "probs", "logits")
 
 
-@dataclass(eq=False)
-class FleetSetup:
-    """What one fleet trains on, derived from its spec alone."""
-
-    spec: dict[str, Any]  # with every default filled in, as the Fleet shows it
-    model: LoadedModel
-    model_key: str
-    model_bytes: int
-    dataset_key: str
-    arrays: dict[str, np.ndarray]  # the train inputs, cast to the signature's dtypes
-    label: str | None
-    classes: np.ndarray | None  # each example's class id
-    num_classes: int
-    partition: Partition
-    test: dict[str, np.ndarray] | None  # infer inputs and "__classes__"
-    infer_inputs: tuple[str, ...]
-    output: str | None  # the infer output whose argmax is the predicted class
-    initial: bytes  # the model's own initial weights, as its save signature writes them
-    variables: tuple[str, ...]
-    keep: tuple[str, ...]  # prefixes each device keeps: personal, or every one for `local`
-    faulty: frozenset[int]
-    faults: ffaults.Faults | None
-    devices: fdevices.DeviceSpec
-    device_classes: tuple[fdevices.DeviceClass, ...]  # resolved against the model's speed
-    examples: np.ndarray  # examples one update trains, per client (for the clock)
-
-    def strategy(self) -> Strategy:
-        """A fresh strategy object as the spec says."""
-        return make_strategy(self.spec["strategy"])
-
-    @property
-    def shared(self) -> tuple[str, ...]:
-        """The variables the strategy aggregates."""
-        return tuple(v for v in self.variables if not _kept(v, self.keep))
-
-
-def _kept(name: str, keep: tuple[str, ...]) -> bool:
-    return any(name.startswith(prefix) for prefix in keep)
-
-
-def prepare(ctx: Context, *, user_id: str, spec: dict[str, Any]) -> FleetSetup:
-    """The setup of a fleet spec (pydantic-checked already); 422 naming the field, or 404
-    for a model or dataset the user cannot see."""
+def build(ctx: Context, *, user_id: str, spec: dict[str, Any]) -> FleetPlan:
+    """The plan of a fleet spec (pydantic-checked already); 422 naming the field, or 404
+    for a model or dataset the user cannot see. `spec` is not changed."""
+    spec = dict(spec)
     model_row = models.get(ctx, model_id=spec["model_id"])
     model = models.load(ctx, model_id=model_row.id)
     train = model.signatures["train"]
@@ -80,7 +39,7 @@ def prepare(ctx: Context, *, user_id: str, spec: dict[str, Any]) -> FleetSetup:
                            f" (the train signature takes {', '.join(train.inputs)})")
     check_against(train, {n: drow.arrays[n] for n in train.inputs})
     raw = datasets.read_all(ctx, row=drow)
-    arrays = datasets.cast_to(train, raw)
+    datasets.cast_to(train, raw)  # 422 now for values its dtypes cannot hold
     n = drow.num_examples
     label = _label(spec, train)
     needs_label = _needs_label(spec)
@@ -101,6 +60,7 @@ def prepare(ctx: Context, *, user_id: str, spec: dict[str, Any]) -> FleetSetup:
     clients = make_clients(num_examples=n, partition=part, clients=spec["clients"],
                            holdout=spec["holdout"], seed=spec["seed"], labels=classes,
                            natural=natural)
+    del raw, natural
     spec["clients"] = len(clients)
     if spec["clients_per_round"] > len(clients):
         raise InvalidInput(f"clients_per_round: {spec['clients_per_round']} is more than the "
@@ -108,6 +68,11 @@ def prepare(ctx: Context, *, user_id: str, spec: dict[str, Any]) -> FleetSetup:
     if spec["min_completed"] > spec["clients_per_round"]:
         raise InvalidInput(f"min_completed: {spec['min_completed']} is more than "
                            f"clients_per_round ({spec['clients_per_round']})")
+    limit = ctx.settings.max_fleet_updates
+    if limit and spec["rounds"] * spec["clients_per_round"] > limit:
+        raise InvalidInput(f"rounds, clients_per_round: {spec['rounds']} rounds x "
+                           f"{spec['clients_per_round']} clients a round is over the server's "
+                           f"limit of {limit} updates (FLEETLITE_MAX_FLEET_UPDATES)")
     strategy = make_strategy(spec["strategy"])
     spec["strategy"] = {"name": strategy.name, **strategy.params}
     fixed = jobs.fixed_batch(train)
@@ -134,12 +99,21 @@ def prepare(ctx: Context, *, user_id: str, spec: dict[str, Any]) -> FleetSetup:
     dev = fdevices.parse_devices(spec["devices"])
     spec["devices"] = dev.to_dict()
     ms = models.train_ms_per_example(ctx, model_id=model.id)
-    return FleetSetup(
-        spec=spec, model=model, model_key=model_row.blob_key, model_bytes=model_row.size_bytes,
-        dataset_key=drow.blob_key, arrays=arrays, label=label, classes=classes,
-        num_classes=num_classes, partition=clients, test=test, infer_inputs=infer_inputs,
-        output=output, initial=initial, variables=variables, keep=keep, faulty=faulty,
-        faults=fault, devices=dev, device_classes=dev.resolve(ms),
+    counts = None
+    if classes is not None and num_classes:
+        counts = np.zeros((len(clients), num_classes), dtype=np.int64)
+        np.add.at(counts, (clients.client_of, np.minimum(classes, num_classes - 1)), 1)
+    infer_fixed = {t.shape[0] for t in model.signatures["infer"].inputs.values() if t.shape}
+    return FleetPlan(
+        spec=freeze(spec),
+        model=Inputs(model_row.id, model_row.blob_key, model_row.sha256, model_row.size_bytes),
+        dataset=Inputs(drow.id, drow.blob_key, drow.sha256, drow.size_bytes), test=test,
+        train_inputs=tuple(train.inputs), infer_inputs=infer_inputs, label=label,
+        output=output, num_classes=num_classes, fixed_batch=fixed is not None,
+        infer_batch=min(infer_fixed - {-1}) if infer_fixed - {-1} else None,
+        variables=variables, keep=keep, faults=fault, faulty=faulty, devices=dev,
+        device_classes=dev.resolve(ms), class_index=dev.draw(len(clients), spec["seed"]),
+        partition=clients, label_counts=counts,
         examples=np.asarray(per_epoch, dtype=np.int64) * spec["local_epochs"])
 
 
@@ -180,7 +154,7 @@ def _keep(spec: dict[str, Any], strategy: str, variables: tuple[str, ...]) -> tu
         if not any(v.startswith(prefix) for v in variables):
             raise InvalidInput(f"personal: '{prefix}' matches no variable of the model (it has "
                                f"{', '.join(variables)})")
-    if personal and all(_kept(v, personal) for v in variables):
+    if personal and all(kept(v, personal) for v in variables):
         raise InvalidInput("personal: these prefixes cover every variable, so nothing would be "
                            "aggregated; use the strategy 'local' for devices that train alone")
     return ("",) if strategy == "local" else personal
@@ -200,7 +174,7 @@ def _infer_io(sigs: dict[str, SignatureSpec], train: SignatureSpec, num_classes:
 
 
 def _test_set(ctx: Context, user_id: str, spec: dict[str, Any], infer: SignatureSpec,
-              inputs: tuple[str, ...], label: str | None) -> dict[str, np.ndarray] | None:
+              inputs: tuple[str, ...], label: str | None) -> Inputs | None:
     test_id = spec["test_dataset_id"]
     if test_id is None:
         return None
@@ -219,6 +193,6 @@ def _test_set(ctx: Context, user_id: str, spec: dict[str, Any], infer: Signature
     except InvalidInput as exc:
         raise InvalidInput(f"test_dataset_id: {exc.detail}") from None
     raw = datasets.read_all(ctx, row=row)
-    out = datasets.cast_to(infer, raw)
-    out["__classes__"] = class_ids(raw[label])
-    return out
+    datasets.cast_to(infer, raw)
+    class_ids(raw[label])
+    return Inputs(row.id, row.blob_key, row.sha256, row.size_bytes)

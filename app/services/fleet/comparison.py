@@ -7,11 +7,13 @@ from html import escape
 from typing import Any
 
 from app.errors import InvalidInput, NotFound
-from app.services import charts, fleet_rows, fleet_views
+from app.services import charts
 from app.services.context import Context
+from app.services.fleet import record
+from app.services.fleet import rows as fleet_rows
 from app.services.keyring import Principal
 
-MAX_FLEETS = 8
+MAX_FLEETS = 16
 
 
 def compare(ctx: Context, who: Principal, ids: list[str]) -> dict[str, Any]:
@@ -24,8 +26,8 @@ def compare(ctx: Context, who: Principal, ids: list[str]) -> dict[str, Any]:
         row = fleet_rows.get_row(ctx, fleet_id=fleet_id)
         if not who.may_see(row.user_id):
             raise NotFound(f"fleet '{fleet_id}' not found")
-        rounds = fleet_rows.rounds_of(ctx, fleet_id)
-        report = fleet_views.report(ctx, fleet_id=fleet_id)
+        rounds = list(fleet_rows.each_round(ctx, fleet_id))
+        report = record.report(ctx, fleet_id=fleet_id)
         spec = row.spec
         out.append({
             "fleet_id": fleet_id, "status": row.status,

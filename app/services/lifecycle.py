@@ -1,0 +1,77 @@
+"""The life of long work that jobs and fleets share: queued, running (paused, for fleets),
+then one end state; cancel, resume at start, and the final write that must land."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+
+from app.db.tables import utcnow
+from app.services.context import Context
+from app.services.workers import ACTIVE, Drivers
+
+log = logging.getLogger("fleetlite.lifecycle")
+FIRST_WAIT_S, LONGEST_WAIT_S = 0.05, 5.0
+
+
+class Row(Protocol):
+    """What the lifecycle needs of a job's or a fleet's row."""
+
+    id: Any
+    status: Any
+
+
+def land(write: Callable[[], None], what: str, stop: threading.Event | None = None) -> bool:
+    """Run `write` until it succeeds, waiting a doubling time (up to LONGEST_WAIT_S) between
+    tries; False only when `stop` is set first (the process is stopping: the row keeps its
+    active status and the work resumes at the next start, so it still has a driver)."""
+    wait = FIRST_WAIT_S
+    while True:
+        try:
+            write()
+            return True
+        except Exception as exc:  # noqa: BLE001 - retried: an end state must not be lost
+            log.warning("%s: write failed (%s); retrying in %.2f s", what, exc, wait)
+        if stop is not None and stop.wait(wait):
+            return False
+        if stop is None:
+            time.sleep(wait)
+        wait = min(wait * 2, LONGEST_WAIT_S)
+
+
+def finish(ctx: Context, table: type, row_id: str, status: str, error: str | None = None,
+           stop: threading.Event | None = None, **values: object) -> bool:
+    """Record an end state (retried until it lands, see `land`)."""
+    def write() -> None:
+        with ctx.db.begin() as db:
+            db.execute(update(table).where(table.id == row_id).values(  # type: ignore[attr-defined]
+                status=status, error=error, finished_at=utcnow(), **values))
+    return land(write, f"{table.__name__} {row_id} -> {status}", stop)
+
+
+def cancel(ctx: Context, workers: Drivers, row: Row,
+           end: Callable[[], object]) -> None:
+    """Ask active work to end "cancelled": a running piece stops after its step or round;
+    one that waits for a worker (or was left by a process that is gone) ends now."""
+    if row.status not in ACTIVE:
+        return
+    state = workers.state(row.id)
+    if not workers.cancel(row.id) or (state is not None and state.status == "queued"):
+        end()
+        if state is not None:
+            state.touch()  # type: ignore[attr-defined]
+
+
+def resume_all(ctx: Context, table: type, workers: Drivers) -> int:
+    """At start: queue again every piece a previous process left active, oldest first."""
+    with ctx.db.begin() as db:
+        ids = list(db.scalars(select(table.id).where(  # type: ignore[attr-defined]
+            table.status.in_(ACTIVE)).order_by(table.id)))  # type: ignore[attr-defined]
+    for piece_id in ids:
+        workers.submit(piece_id)
+    return len(ids)
