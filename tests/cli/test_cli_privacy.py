@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 from tests.cli.support import cli, field, ok
 from tests.helpers import LiveServer
+from tests.test_readme import blocks, section
 
 MNIST = ("--population", "60000", "--per-round", "150", "--rounds", "6000",
          "--sampling", "poisson")
@@ -41,3 +43,15 @@ def test_privacy_epsilon_shows_the_servers_422(server: LiveServer) -> None:
     result = cli(server, "privacy", "epsilon", *MNIST, "-z", "1.0", "--delta", "2")
     assert result.exit_code == 2
     assert "delta" in result.stderr and "less than 1" in result.stderr
+
+
+def test_readme_privacy_example_prints_what_it_shows(server: LiveServer) -> None:
+    text = section("Privacy: DP-FedAvg and the planner")
+    (commands,) = blocks(text, "sh")
+    (shown,) = blocks(text, "")
+    printed = ""
+    for line in commands.splitlines():
+        words = shlex.split(line)
+        assert words[0] == "fleetlite", line
+        printed += ok(cli(server, *words[1:])).stdout
+    assert printed.splitlines() == shown.splitlines()
