@@ -69,7 +69,7 @@ async def session_bundle(ctx: CtxDep, who: PrincipalDep, session_id: OwnSession)
 @router.get("/v1/fleets/{fleet_id}/bundle", response_class=Response, responses=_ZIP,
             tags=["fleets"], summary="A fleet's app bundle",
             description=_BUNDLE + " The weights are the fleet's final global model (its last "
-            "committed round); 409 while the fleet is queued or running.")
+            "committed round); 409 while the fleet is queued, running or paused.")
 def fleet_bundle(ctx: CtxDep, who: PrincipalDep, fleet_id: str) -> Response:
     """The app bundle of a finished fleet's global model."""
     row = bundle.fleet_row(ctx, fleet_id=fleet_id)
@@ -81,7 +81,7 @@ def fleet_bundle(ctx: CtxDep, who: PrincipalDep, fleet_id: str) -> Response:
             responses=_ZIP, tags=["fleets"], summary="A device's app bundle",
             description=_BUNDLE + " The weights are the device's personalized model (its "
             "checkpoint after its last update); 404 for a device that never took part, 409 "
-            "while the fleet is queued or running.")
+            "while the fleet is queued, running or paused.")
 def client_bundle(ctx: CtxDep, who: PrincipalDep, fleet_id: str,
                   client_id: Annotated[int, Path(ge=0, le=2**31 - 1)]) -> Response:
     """The app bundle of one device's personalized model in a finished fleet."""

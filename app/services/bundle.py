@@ -28,7 +28,7 @@ from app.services import checkpoints, inference, models, rows
 from app.services.context import Context
 from app.services.keyring import Principal
 
-ACTIVE = ("queued", "running")  # a fleet in these states has no final model yet
+ACTIVE = ("queued", "running", "paused")  # a fleet in these states has no final model yet
 LABEL_NAMES = "label_names"
 FORMAT = 1
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # zip entries' time: the bundle's bytes depend on content only
