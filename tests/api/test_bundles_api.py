@@ -231,3 +231,16 @@ def test_label_names_are_read_from_the_label_names_array(array: np.ndarray, name
                                                          ) -> None:
     assert label_names({"x": np.zeros((2, 1)), "label_names": array}) == names
     assert label_names({"x": np.zeros((2, 1))}) is None
+
+
+def test_readme_report_and_bundle_example_runs(server: LiveServer, mlp_bytes: bytes,
+                                               tmp_path: Path) -> None:
+    from tests.test_readme import blocks, section, sh
+
+    text = section("Phone readiness and app bundles")
+    (block,), (shown,) = blocks(text, "sh"), blocks(text)
+    script = block.replace("URL=http://127.0.0.1:8000", f"URL={server.url}")
+    assert script != block
+    (tmp_path / "mlp.tflite").write_bytes(mlp_bytes)
+    assert sh(script, tmp_path) == shown
+    assert "<table>" in (tmp_path / "report.html").read_text()
