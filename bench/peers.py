@@ -163,7 +163,8 @@ def run_flower(python: str, data: Path, mode: str, workload: tuple[int, int, int
     if code != 0:
         raise RuntimeError(f"Flower's run failed (exit {code}); see {tmp / 'flower.log'}")
     res: dict[str, Any] = json.loads(out.read_text())
-    res.update(peak_mb=peak_mb, process_s=time.perf_counter() - started)
+    res.update(peak_mb=peak_mb, process_s=time.perf_counter() - started,
+               complete=res["rounds_trained"] == rounds)
     return res
 
 
@@ -189,8 +190,12 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for name in WORKLOADS:
         fl = [r["fleetlite"][name] for r in runs]
         for mode in FLOWER_MODES[name]:
-            fw = [r["flower"][f"{name} / {mode}"] for r in runs]
-            ratios = [a["wall_s"] / b["wall_s"] for a, b in zip(fw, fl, strict=True)]
+            pairs = [(r["flower"][f"{name} / {mode}"], r["fleetlite"][name]) for r in runs
+                     if r["flower"][f"{name} / {mode}"]["complete"]]
+            if not pairs:
+                continue  # every Flower run of it lost a round: nothing to compare
+            fw = [a for a, _ in pairs]
+            ratios = [a["wall_s"] / b["wall_s"] for a, b in pairs]
 
             def med(xs: list[dict[str, Any]], key: str) -> float:
                 return float(statistics.median(x[key] for x in xs))
@@ -202,6 +207,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                                     "final_accuracy", "peak_mb")},
                 "fleetlite_wall_s": [x["wall_s"] for x in fl],
                 "flower_wall_s": [x["wall_s"] for x in fw],
+                "flower_runs_complete": f"{len(fw)} of {len(runs)}",
                 "ratio_wall": med(fw, "wall_s") / med(fl, "wall_s"),
                 "ratio_rounds_2_on": med(fw, "rounds_2_on_s") / med(fl, "rounds_2_on_s"),
                 "ratio_wall_range": [min(ratios), max(ratios)],
@@ -246,7 +252,9 @@ def main() -> None:
                         res = run_flower(args.peers_python, data[name], mode, w, tmp)
                         run["flower"][f"{name} / {mode}"] = res
                         print(f"  run {i + 1}: Flower {mode:9} {name}: {res['wall_s']:.1f} s, "
-                              f"accuracy {res['final_accuracy']:.3f}", flush=True)
+                              f"accuracy {res['final_accuracy']:.3f}"
+                              + ("" if res["complete"] else "; a round lost every update "
+                                 "(left out of the table)"), flush=True)
 
             if i % 2:  # alternate who goes first, so a noisy spell hits both
                 flower()

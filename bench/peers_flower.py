@@ -108,9 +108,12 @@ def main_server(grid: Grid, context: Context) -> None:
 
     strategy = FedAvg(fraction_train=cfg["fraction_train"], fraction_evaluate=0.0,
                       min_train_nodes=cfg["per_round"], min_available_nodes=cfg["clients"])
-    strategy.start(grid=grid, initial_arrays=ArrayRecord(init), num_rounds=cfg["rounds"],
-                   evaluate_fn=evaluate)
-    result.update(round_ends=ends, accuracy=accuracy)
+    run = strategy.start(grid=grid, initial_arrays=ArrayRecord(init),
+                         num_rounds=cfg["rounds"], evaluate_fn=evaluate)
+    # A round whose every reply failed (say, a Ray worker killed for memory) has no train
+    # metrics: the run is then not a measurement of the workload, and the driver says so.
+    result.update(round_ends=ends, accuracy=accuracy,
+                  rounds_trained=len(run.train_metrics_clientapp))
 
 
 def main() -> None:
@@ -139,6 +142,7 @@ def main() -> None:
     with open(args.out, "w") as f:
         json.dump({"wall_s": wall, "rounds_2_on_s": ends[last] - ends[1],
                    "final_accuracy": acc[last], "accuracy": acc,
+                   "rounds_trained": me.result["rounds_trained"],
                    "flwr": __import__("flwr").__version__, "keras": keras.__version__}, f)
 
 
