@@ -26,6 +26,7 @@ from bench import fleets as fleets_bench
 from bench import jobs as jobs_bench
 from bench import loops
 from bench import status as status_bench
+from bench import uploads as uploads_bench
 from bench.clients import BATCH, batches, client_worker, infer_inputs, triton_inputs
 from bench.harness import Rate, Service, measure
 
@@ -197,6 +198,7 @@ def main() -> None:
                                      quick=args.quick)
         fleets = fleets_bench.bench_fleets(svc, mlp, s_mlp["model_id"])
         status = status_bench.bench_status(svc, s_mlp["model_id"])
+        uploads = uploads_bench.bench_uploads(svc)
     finally:
         svc.close()
     fl = loops.live_cap(models.build_cached("head"), fleet_size, 200) if fleet_size else None
@@ -257,6 +259,7 @@ def main() -> None:
     jobs_bench.print_jobs(jobs)
     fleets_bench.print_fleets(fleets)
     status_bench.print_status(status)
+    uploads_bench.print_uploads(uploads)
     if fl:
         print(f"\nfleet: {fl['sessions']} sessions, {fl['cap']} live: created+trained "
               f"{fl['create_and_train_per_s']:.0f}/s; call on an evicted session p50 "
@@ -273,6 +276,7 @@ def main() -> None:
     results["jobs"] = jobs
     results["fleets"] = fleets
     results["status_reads"] = status
+    results["uploads"] = uploads
     results["live_cap"] = fl
     results["targets"] = targets
     OUT.write_text(json.dumps(results, indent=2, default=float))
