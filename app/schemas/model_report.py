@@ -46,7 +46,7 @@ class SignatureOps(Schema):
     custom: dict[str, int] = Field(description="Other custom ops: the app registers them")
 
 
-class Timing(Schema):
+class ModelTiming(Schema):
     """Step times measured on this server."""
 
     model_config = example(_TIMING)
@@ -98,7 +98,7 @@ class SelectiveAar(Schema):
     select_tf_ops_aar_bytes: int | None
 
 
-class Source(Schema):
+class FigureSource(Schema):
     """Where published figures come from."""
 
     model_config = example(_SOURCE)
@@ -119,7 +119,7 @@ class Shipping(Schema):
     gradle: list[str]
     cocoapods: list[str]
     ios_linker_flags: list[str]
-    sources: list[Source]
+    sources: list[FigureSource]
     retrieved: str
 
 
@@ -148,7 +148,7 @@ class ModelReport(Schema):
     flex_beyond_training: list[str] = Field(description="Select TF ops beyond what training "
                                             "needs (checkpoints, gradients, fused losses)")
     custom_ops: list[str]
-    timing: Timing
+    timing: ModelTiming
     devices: list[DeviceEstimate]
     shipping: Shipping
     notes: list[str]
