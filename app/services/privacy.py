@@ -12,11 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import dp_accounting
+import numpy as np
 from dp_accounting import NeighboringRelation, pld, rdp
 from dp_accounting.rdp import rdp_privacy_accountant
+from scipy import optimize
 
 from app.errors import InvalidInput
 from app.federated.privacy import DPParams, count_stddev, delta_noise_multiplier
@@ -30,7 +32,10 @@ from app.schemas.privacy import (
     check_strategy,
 )
 
-MAX_NOISE = 2.0**20  # the inverse gives up past it: no schedule needs more
+MAX_NOISE = 1e4  # the inverse looks no further (epsilon 0.01 over 10^6 rounds needs more)
+MIN_NOISE = 1e-3
+PLD_MAX_EPSILON = 30.0
+ORDERS = rdp_privacy_accountant.DEFAULT_RDP_ORDERS
 
 
 @dataclass(frozen=True)
@@ -66,23 +71,17 @@ def _relation(sampling: Sampling) -> NeighboringRelation:
     return NeighboringRelation.ADD_OR_REMOVE_ONE
 
 
-def accountant(sampling: Sampling, name: AccountantName = "rdp") -> dp_accounting.PrivacyAccountant:
-    """A fresh accountant of the kind and neighbouring relation the sampling needs."""
-    if name == "pld":
-        if sampling != "poisson":
-            raise InvalidInput("accountant: pld applies to poisson sampling only "
-                               "(dp-accounting has no PLD for sampling without replacement)")
-        return pld.PLDAccountant(_relation(sampling))
-    return rdp.RdpAccountant(neighboring_relation=_relation(sampling))
-
-
 @lru_cache(maxsize=256)
 def _round_rdp(sample: RoundSample, noise_multiplier: float,
                sampling: Sampling) -> tuple[float, ...]:
-    """One round's RDP at the default orders (cached: without replacement costs ~0.4 s)."""
+    """One round's RDP at the default orders (cached: without replacement costs ~0.5 s)."""
     one = rdp.RdpAccountant(neighboring_relation=_relation(sampling))
     one.compose(round_event(sample, noise_multiplier, sampling))
     return tuple(float(x) for x in one.rdp)
+
+
+def _rdp_epsilon(total: Sequence[float] | np.ndarray, delta: float) -> float:
+    return float(rdp_privacy_accountant.compute_epsilon(ORDERS, total, delta)[0])
 
 
 def epsilon_curve(samples: Sequence[RoundSample], *, noise_multiplier: float, delta: float,
@@ -90,13 +89,11 @@ def epsilon_curve(samples: Sequence[RoundSample], *, noise_multiplier: float, de
     """RDP epsilon at delta after each round (inf when z is 0), for a fleet's Round rows."""
     if noise_multiplier == 0:
         return [math.inf] * len(samples)
-    orders = rdp_privacy_accountant.DEFAULT_RDP_ORDERS
-    total = [0.0] * len(orders)
+    total = np.zeros(len(ORDERS))
     out = []
-    for sample in samples:
-        total = [a + b for a, b in zip(total, _round_rdp(sample, noise_multiplier, sampling),
-                                       strict=True)]
-        out.append(float(rdp_privacy_accountant.compute_epsilon(orders, total, delta)[0]))
+    for sample in samples:  # RDP adds up over rounds, whatever each round's event
+        total = total + np.array(_round_rdp(sample, noise_multiplier, sampling))
+        out.append(_rdp_epsilon(total, delta))
     return out
 
 
@@ -106,9 +103,20 @@ def epsilon(*, population: int, per_round: int, rounds: int, noise_multiplier: f
     """Epsilon at delta after `rounds` identical rounds (inf when z is 0)."""
     if noise_multiplier == 0:
         return math.inf
-    one = round_event(RoundSample(population, per_round), noise_multiplier, sampling)
-    acc = accountant(sampling, accountant_name)
-    acc.compose(dp_accounting.SelfComposedDpEvent(one, rounds))
+    sample = RoundSample(population, per_round)
+    by_rdp = _rdp_epsilon(rounds * np.array(_round_rdp(sample, noise_multiplier, sampling)),
+                          delta)
+    if accountant_name == "rdp":
+        return by_rdp
+    if sampling != "poisson":
+        raise InvalidInput("accountant: pld applies to poisson sampling only "
+                           "(dp-accounting has no PLD for sampling without replacement)")
+    if not by_rdp <= PLD_MAX_EPSILON:  # PLD's distribution grows with the loss it spans
+        raise InvalidInput(f"accountant: pld is offered while RDP's epsilon is at most "
+                           f"{PLD_MAX_EPSILON:g}; this schedule's is {by_rdp:.4g}, use rdp")
+    acc = pld.PLDAccountant(_relation(sampling))
+    acc.compose(dp_accounting.SelfComposedDpEvent(
+        round_event(sample, noise_multiplier, sampling), rounds))
     return float(acc.get_epsilon(delta))
 
 
@@ -128,30 +136,40 @@ def noise_for_epsilon(*, population: int, per_round: int, rounds: int, target_ep
                       delta: float, sampling: Sampling = "without_replacement",
                       accountant_name: AccountantName = "rdp") -> float:
     """The smallest noise multiplier of 3 significant digits whose epsilon <= target."""
+    if accountant_name == "pld" and target_epsilon > PLD_MAX_EPSILON:
+        raise InvalidInput(f"target_epsilon: pld is offered up to epsilon {PLD_MAX_EPSILON:g}")
+
     def eps(z: float) -> float:
+        by_rdp = epsilon(population=population, per_round=per_round, rounds=rounds,
+                         noise_multiplier=z, delta=delta, sampling=sampling)
+        if accountant_name == "rdp" or by_rdp > PLD_MAX_EPSILON:  # over: PLD's is over target
+            return by_rdp
         return epsilon(population=population, per_round=per_round, rounds=rounds,
                        noise_multiplier=z, delta=delta, sampling=sampling,
                        accountant_name=accountant_name)
 
-    lo, hi = 0.0, 1.0  # epsilon falls as z grows: bracket eps(lo) > target >= eps(hi)
-    while eps(hi) > target_epsilon:
-        lo, hi = hi, hi * 2
-        if hi > MAX_NOISE:
-            raise InvalidInput(f"target_epsilon: {target_epsilon} needs a noise multiplier "
-                               f"over {MAX_NOISE:g}")
-    if lo == 0.0:
-        lo = hi / 2
-        while eps(lo) <= target_epsilon:
-            lo, hi = lo / 2, lo
-            if lo < 1e-6:
-                return ceil_3(hi)
-    while hi - lo > 10.0 ** (math.floor(math.log10(hi)) - 2):  # to one 3-digit step
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if eps(mid) > target_epsilon else (lo, mid)
-    z = ceil_3(lo)  # lo fails, so nothing of 3 digits below ceil_3(lo) can pass
-    while z < hi and eps(z) > target_epsilon:
+    @cache
+    def gap(log_z: float) -> float:  # log epsilon is close to linear in log z: Brent is quick
+        e = eps(math.exp(log_z))
+        return math.log(e / target_epsilon) if 0 < e < math.inf else (1e3 if e else -1e3)
+
+    step, lo, hi = math.log(4), 0.0, 0.0  # in log z, where epsilon falls as z grows
+    if gap(0.0) > 0:  # find gap(lo) > 0 >= gap(hi)
+        while gap(hi) > 0:
+            lo, hi = hi, hi + step
+            if hi > math.log(MAX_NOISE):
+                raise InvalidInput(f"target_epsilon: {target_epsilon} needs a noise multiplier "
+                                   f"over {MAX_NOISE:g}")
+    else:
+        while gap(lo) <= 0:
+            lo, hi = lo - step, lo
+            if lo < math.log(MIN_NOISE):
+                return ceil_3(math.exp(hi))
+    root = optimize.brentq(gap, lo, hi, xtol=1e-7)
+    z = ceil_3(math.exp(root - 1e-6))  # at or below the true root: nothing smaller passes
+    while eps(z) > target_epsilon:
         z = next_3(z)
-    return min(z, ceil_3(hi))
+    return z
 
 
 def plan(query: EpsilonQuery) -> EpsilonAnswer:

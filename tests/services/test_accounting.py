@@ -155,3 +155,16 @@ def test_check_spec_refuses_too_little_count_noise() -> None:
     check_spec(_spec({"kind": "adaptive"}), clients_per_round=11, strategy_name="fedavg")
     check_spec(_spec({"kind": "fixed", "norm": 1.0}), clients_per_round=10,
                strategy_name="fedadam")
+
+
+def test_epsilon_refuses_pld_where_its_distribution_would_be_huge() -> None:
+    # RDP says epsilon ~2000 here; PLD's distribution over such losses ran out of memory
+    with pytest.raises(InvalidInput, match="accountant: pld is offered while RDP's epsilon"):
+        epsilon(population=2, per_round=1, rounds=1000, noise_multiplier=0.5, delta=1e-5,
+                sampling="poisson", accountant_name="pld")
+
+
+def test_noise_for_epsilon_gives_up_past_its_cap() -> None:
+    with pytest.raises(InvalidInput, match="target_epsilon: 0.001 needs a noise multiplier"):
+        noise_for_epsilon(population=10, per_round=10, rounds=10**6, target_epsilon=0.001,
+                          delta=1e-5)
