@@ -17,13 +17,12 @@ NOT_PRIVATE = {
 MAX_POPULATION = 10**9
 MAX_ROUNDS = 10**6
 
-_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
-
 
 class FixedClipping(BaseModel):
     """Every update clipped to one L2 norm."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False,
+                              json_schema_extra={"examples": [{"kind": "fixed", "norm": 1.0}]})
 
     kind: Literal["fixed"]
     norm: float = Field(gt=0, description="The clipping norm C")
@@ -32,7 +31,9 @@ class FixedClipping(BaseModel):
 class AdaptiveClipping(BaseModel):
     """The norm follows a quantile of the update norms (Andrew et al., arXiv 1905.03871)."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={
+        "examples": [{"kind": "adaptive", "initial_norm": 0.1, "target_unclipped_quantile": 0.5,
+                      "learning_rate": 0.2, "count_stddev": None}]})
 
     kind: Literal["adaptive"]
     initial_norm: float = Field(0.1, gt=0)
