@@ -56,7 +56,9 @@ import java.nio.ByteOrder
 
 fun loadModel(context: Context): Interpreter {{
     val bytes = context.assets.open("model.tflite").use {{ it.readBytes() }}
-    val model = ByteBuffer.allocateDirect(bytes.size).order(ByteOrder.nativeOrder()).put(bytes)
+    val model = ByteBuffer.allocateDirect(bytes.size).order(ByteOrder.nativeOrder())
+    model.put(bytes)
+    model.rewind()
     val interpreter = Interpreter(model)
     // restore reads a file: copy the checkpoint out of the assets first.
     val ckpt = File(context.filesDir, "checkpoint.ckpt")
