@@ -142,7 +142,8 @@ class AsyncClock:
         sizes = (examples, int(global_bytes), int(update_bytes), int(model_bytes))
         s = self._sim.copy()
         self._settle(s)
-        begin, woke, empty_wakes = s.now_s, False, 0
+        begin = settled = s.now_s
+        woke, empty_wakes = False, 0
         starts: list[Start] = []
         ended: list[Ended] = []
         while True:
@@ -172,6 +173,9 @@ class AsyncClock:
             if math.isinf(t) or t - begin > HORIZON_S:
                 return self._plan(s, "stalled", begin, starts, ended)
             s.now_s = t
+            if t - settled >= DAY_S:  # reads of the battery then span at most a day or so
+                self._settle(s)
+                settled = t
 
     def apply(self, plan: AsyncPlan) -> None:
         """Advance the state to the one a plan from this state ends in."""
@@ -248,7 +252,7 @@ class AsyncClock:
                            cause=int(cause[0]), u=u)
         s.recharging[c] = False
         return Start(client_id=c, version=s.version, start_s=t,
-                     planned_end_s=float(u.planned_end_s[0]),
+                     planned_end_s=float(u.planned_end_s[0]), battery_pct=float(u.level0[0]),
                      will_arrive=bool(cause[0] == updates.NONE))
 
     def _end(self, s: Sim, r: Run) -> Ended:

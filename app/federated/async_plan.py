@@ -16,6 +16,7 @@ class Start:
     version: int
     start_s: float
     planned_end_s: float
+    battery_pct: float  # when it starts
     will_arrive: bool  # False: the clock already knows it drops (it may also be cut later)
 
 
