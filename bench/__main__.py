@@ -25,6 +25,7 @@ from app.runtime.interpreter import LiteSession
 from bench import fleets as fleets_bench
 from bench import jobs as jobs_bench
 from bench import loops
+from bench import memory as memory_bench
 from bench import status as status_bench
 from bench import uploads as uploads_bench
 from bench.clients import BATCH, batches, client_worker, infer_inputs, triton_inputs
@@ -201,6 +202,7 @@ def main() -> None:
         uploads = uploads_bench.bench_uploads(svc)
     finally:
         svc.close()
+    server_memory = memory_bench.bench_memory()  # a server of its own
     fl = loops.live_cap(models.build_cached("head"), fleet_size, 200) if fleet_size else None
 
     def row(model: str, rate: Rate, base: Rate | None) -> None:
@@ -260,6 +262,7 @@ def main() -> None:
     fleets_bench.print_fleets(fleets)
     status_bench.print_status(status)
     uploads_bench.print_uploads(uploads)
+    memory_bench.print_memory(server_memory)
     if fl:
         print(f"\nfleet: {fl['sessions']} sessions, {fl['cap']} live: created+trained "
               f"{fl['create_and_train_per_s']:.0f}/s; call on an evicted session p50 "
@@ -277,6 +280,7 @@ def main() -> None:
     results["fleets"] = fleets
     results["status_reads"] = status
     results["uploads"] = uploads
+    results["server_memory"] = server_memory
     results["live_cap"] = fl
     results["targets"] = targets
     OUT.write_text(json.dumps(results, indent=2, default=float))

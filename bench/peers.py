@@ -16,7 +16,6 @@ python -m bench.peers --peers-python .cache/peers-venv/bin/python [--runs 3] [--
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import os
@@ -32,7 +31,6 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
-import psutil
 from httpx_sse import connect_sse
 
 import models
@@ -41,6 +39,7 @@ from app.federated.partition import make_clients
 from app.runtime import ckptfile
 from app.runtime.interpreter import LiteSession
 from bench.harness import ROOT, Service
+from bench.memory import tree_rss_mb, wait_probe_gone
 
 OUT = Path(__file__).resolve().parent / "peers.json"
 HELD_OUT, BATCH, EPOCHS, LR, SEED = 360, 16, 1, 0.1, 0
@@ -57,26 +56,14 @@ class PeakRss:
     """The highest summed RSS of a process and all its descendants, sampled in a thread."""
 
     def __init__(self, pid: int, every: float = 0.1) -> None:
-        self._root, self._every, self.peak_mb = psutil.Process(pid), every, 0.0
+        self._pid, self._every, self.peak_mb = pid, every, 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def tree_mb(self) -> float:
-        """The process tree's RSS now, in MB."""
-        total = 0
-        try:
-            procs = [self._root, *self._root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0.0
-        for p in procs:
-            with contextlib.suppress(psutil.NoSuchProcess):  # it ended meanwhile
-                total += p.memory_info().rss
-        return total / 2**20
-
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self.tree_mb())
+            self.peak_mb = max(self.peak_mb, tree_rss_mb(self._pid))
             self._stop.wait(self._every)
 
     def stop(self) -> float:
@@ -169,8 +156,9 @@ def run_flower(python: str, data: Path, mode: str, workload: tuple[int, int, int
 
 
 def fleetlite_round(inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every workload on one fresh server (started as `make run` starts it)."""
-    svc = Service()
+    """Every workload on one fresh server (started as `make run` starts it), timed once the
+    upload's probe child has exited, as on a server whose last upload is a minute old."""
+    svc = Service(FLEETLITE_PROBE_IDLE_SECONDS="2")
     try:
         with httpx.Client(base_url=svc.url, timeout=900) as api:
             ids = {"model": api.post("/v1/models", files={"file": ("mlp.tflite", inputs["mlp"])},
@@ -179,6 +167,8 @@ def fleetlite_round(inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 ids[key] = api.post("/v1/users/bench/datasets", files={
                     "file": ("d.npz", _npz(x=inputs[x], y=inputs[y]))}, data={"name": key},
                 ).raise_for_status().json()["id"]
+            if not wait_probe_gone(svc.proc.pid):
+                raise RuntimeError("the idle probe child did not exit")
             return {name: run_fleetlite(svc, api, ids, w) for name, w in WORKLOADS.items()}
     finally:
         svc.close()
