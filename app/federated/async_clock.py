@@ -48,6 +48,7 @@ HORIZON_S = HORIZON_DAYS * DAY_S
 CUT = 3  # a fourth cause beside updates.NONE, OFFLINE, BATTERY
 _OUTCOME = {updates.NONE: "completed", CUT: "straggler", updates.OFFLINE: "dropped_offline",
             updates.BATTERY: "dropped_battery"}
+_ROWS = ("phase_s", "phase_j", "bytes_down", "bytes_up", "charge_pct_s", "pct_per_j", "level0")
 _TOKENS = itertools.count()
 
 
@@ -158,8 +159,7 @@ class AsyncClock:
                         return self._plan(s, "aggregated", begin, starts, ended)
                 continue
             before = len(starts)
-            while len(s.flight) < self.concurrency and (c := self._draw(s)) is not None:
-                starts.append(self._launch(s, c, sizes))
+            starts += self._launch(s, self._draw(s), sizes)
             # A wake lands where someone is eligible, up to rounding: a few tries, as
             # FleetClock's jumps.
             empty_wakes = empty_wakes + 1 if woke and len(starts) == before else 0
@@ -211,15 +211,21 @@ class AsyncClock:
         need = self.min_battery_pct + np.where(s.recharging, RECHARGE_PCT, 0.0)
         return idle, self._battery(s, slice(None), s.now_s), need
 
-    def _draw(self, s: Sim) -> int | None:
+    def _draw(self, s: Sim) -> np.ndarray:
+        """The devices that fill the free places now, one draw each, in the order drawn."""
+        free = self.concurrency - len(s.flight)
+        if free <= 0:
+            return np.zeros(0, dtype=np.int64)
         idle, level, need = self._thresholds(s)
         ok = idle & (level >= need - BATTERY_TOLERANCE)
         eligible = np.flatnonzero(ok & self.availability.available(slice(None), s.now_s))
-        if not eligible.size:
-            return None
-        pick = generator(self.seed, "async_start", s.started).integers(eligible.size)
-        s.started += 1
-        return int(eligible[pick])
+        picked: list[int] = []
+        while len(picked) < free and eligible.size:
+            pick = generator(self.seed, "async_start", s.started).integers(eligible.size)
+            s.started += 1
+            picked.append(int(eligible[pick]))
+            eligible = np.delete(eligible, pick)  # now training: not eligible for the next
+        return np.array(picked, dtype=np.int64)
 
     def _next_eligible(self, s: Sim) -> float:
         idle, level, need = self._thresholds(s)
@@ -232,28 +238,31 @@ class AsyncClock:
             best = min(best, float(when.min()))
         return best
 
-    def _launch(self, s: Sim, c: int, sizes: tuple[np.ndarray, int, int, int]) -> Start:
+    def _launch(self, s: Sim, ids: np.ndarray, sizes: tuple[np.ndarray, int, int, int]
+                ) -> list[Start]:
         examples, global_bytes, update_bytes, model_bytes = sizes
-        t, cls, tab = s.now_s, self.class_index[c], self._table
-        ids = np.array([c])
+        t, cls, tab = s.now_s, self.class_index[ids], self._table
         u = updates.build(
-            t, bytes_down=np.array([global_bytes + (0 if s.participated[c] else model_bytes)]),
-            bytes_up=np.array([update_bytes]), examples=examples[ids],
-            ms_per_example=tab["ms_per_example"][[cls]], down_kbps=tab["down_kbps"][[cls]],
-            up_kbps=tab["up_kbps"][[cls]], train_watts=tab["train_watts"][[cls]],
-            radio_j_per_mb=tab["radio_joules_per_mb"][[cls]],
-            battery_wh=tab["battery_wh"][[cls]],
-            charge_pct_per_hour=tab["charge_pct_per_hour"][[cls]] * self.availability.charges,
+            t, bytes_down=global_bytes + np.where(s.participated[ids], 0, model_bytes),
+            bytes_up=np.full(ids.size, update_bytes), examples=examples[ids],
+            ms_per_example=tab["ms_per_example"][cls], down_kbps=tab["down_kbps"][cls],
+            up_kbps=tab["up_kbps"][cls], train_watts=tab["train_watts"][cls],
+            radio_j_per_mb=tab["radio_joules_per_mb"][cls], battery_wh=tab["battery_wh"][cls],
+            charge_pct_per_hour=tab["charge_pct_per_hour"][cls] * self.availability.charges,
             level0=self._battery(s, ids, t))
         stop, cause = updates.stops(u, self.availability.window_end(ids, t), self.min_battery_pct)
-        # Within the battery tolerance a device may start a hair under the floor: it stops
-        # at once, never before it started.
-        s.flight[c] = Run(client=c, version=s.version, stop_s=max(float(stop[0]), t),
-                           cause=int(cause[0]), u=u)
-        s.recharging[c] = False
-        return Start(client_id=c, version=s.version, start_s=t,
-                     planned_end_s=float(u.planned_end_s[0]), battery_pct=float(u.level0[0]),
-                     will_arrive=bool(cause[0] == updates.NONE))
+        planned, out = u.planned_end_s, []
+        for i, c in enumerate(ids.tolist()):
+            row = updates.Updates(start_s=t, **{f: getattr(u, f)[i:i + 1] for f in _ROWS})
+            # Within the battery tolerance a device may start a hair under the floor: it
+            # stops at once, never before it started.
+            s.flight[c] = Run(client=c, version=s.version, stop_s=max(float(stop[i]), t),
+                              cause=int(cause[i]), u=row)
+            s.recharging[c] = False
+            out.append(Start(client_id=c, version=s.version, start_s=t,
+                             planned_end_s=float(planned[i]), battery_pct=float(u.level0[i]),
+                             will_arrive=bool(cause[i] == updates.NONE)))
+        return out
 
     def _end(self, s: Sim, r: Run) -> Ended:
         got = updates.progress(r.u, np.array([r.stop_s]))
