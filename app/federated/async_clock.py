@@ -5,7 +5,7 @@ upload; offline at its window's end; dropped when its battery would fall below t
 from the moment it starts. Events are ordered by (virtual time, client id). At one moment,
 every update ending then is settled first (an arrival, a drop), then free places are filled:
 while fewer than `concurrency` updates run, one device is drawn uniformly among the eligible
-idle ones (available, battery at or above the floor) with a generator seeded by
+idle ones (available, battery strictly above the floor) with a generator seeded by
 (seed, "async_start", i), i counting starts from 0, and starts from the current version.
 With nobody eligible, the places stay free until the first moment someone is.
 
@@ -217,7 +217,7 @@ class AsyncClock:
         if free <= 0:
             return np.zeros(0, dtype=np.int64)
         idle, level, need = self._thresholds(s)
-        ok = idle & (level >= need - BATTERY_TOLERANCE)
+        ok = idle & (level > need + BATTERY_TOLERANCE)
         eligible = np.flatnonzero(ok & self.availability.available(slice(None), s.now_s))
         picked: list[int] = []
         while len(picked) < free and eligible.size:
@@ -229,11 +229,12 @@ class AsyncClock:
 
     def _next_eligible(self, s: Sim) -> float:
         idle, level, need = self._thresholds(s)
-        ok = idle & (level >= need - BATTERY_TOLERANCE)
+        ok = idle & (level > need + BATTERY_TOLERANCE)
         best = self.availability.next_available(np.flatnonzero(ok), s.now_s)
-        low = np.flatnonzero(idle & ~ok & (self._charge_s > 0) & (need <= 100.0))
-        if low.size:  # below its threshold: eligible once charged up to it inside a window
-            wait = (need[low] - level[low]) / self._charge_s[low]
+        target = need + 2 * BATTERY_TOLERANCE  # as FleetClock: charged just above it
+        low = np.flatnonzero(idle & ~ok & (self._charge_s > 0) & (target < 100.0))
+        if low.size:  # at or below its threshold: eligible once charged above it in a window
+            wait = (target[low] - level[low]) / self._charge_s[low]
             when = self.availability.time_after_in_window(low, s.now_s, wait)
             best = min(best, float(when.min()))
         return best
