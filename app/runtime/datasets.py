@@ -12,6 +12,7 @@ from app.errors import InvalidInput
 from app.runtime.signatures import SignatureSpec, dtype_name, numpy_dtype
 
 _NUMERIC_KINDS = "fiub"
+LABEL_NAMES = "label_names"  # the classes' names in label order (app bundles carry them)
 
 
 def _count_members(data: bytes) -> int:
@@ -76,11 +77,15 @@ def describe(arrays: dict[str, np.ndarray[Any, Any]]) -> tuple[int, dict[str, An
     """Number of examples and {name: {shape, dtype}}; 422 unless the arrays line up."""
     sizes = {}
     for name, arr in arrays.items():
+        if name == LABEL_NAMES and arr.ndim == 1 and arr.dtype.kind in "US":
+            continue  # one name per class, not per example
         if arr.ndim == 0:
             raise InvalidInput(f"array '{name}' is a scalar; every array needs an example axis")
         if arr.dtype.kind not in _NUMERIC_KINDS:
             raise InvalidInput(f"array '{name}' has dtype {arr.dtype}; numbers or bools only")
         sizes[name] = arr.shape[0]
+    if not sizes:
+        raise InvalidInput(f"the dataset holds only '{LABEL_NAMES}'; it has no examples")
     if len(set(sizes.values())) != 1:
         raise InvalidInput(f"arrays differ in their first dimension: {sizes}")
     n = next(iter(sizes.values()))

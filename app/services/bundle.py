@@ -21,7 +21,7 @@ from anyio import to_thread
 
 from app.db.tables import CheckpointRow, DatasetRow, FleetClientRow, FleetRow
 from app.errors import Conflict, NotFound
-from app.runtime.datasets import read_npz
+from app.runtime.datasets import LABEL_NAMES, read_npz
 from app.runtime.report_snippets import kotlin, swift
 from app.runtime.session import LiveSession
 from app.services import checkpoints, inference, models, rows
@@ -29,7 +29,6 @@ from app.services.context import Context
 from app.services.keyring import Principal
 
 ACTIVE = ("queued", "running", "paused")  # a fleet in these states has no final model yet
-LABEL_NAMES = "label_names"
 FORMAT = 1
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # zip entries' time: the bundle's bytes depend on content only
 

@@ -19,10 +19,19 @@ import pytest
 
 from app.db.tables import FleetClientRow, FleetRow
 from app.services.bundle import label_names
-from tests.fleets.support import checkpoint_bytes, digits, finish, follow, start, upload_dataset
+from tests.fleets.support import (
+    checkpoint_bytes,
+    digits,
+    finish,
+    follow,
+    npz,
+    start,
+    upload_dataset,
+)
 from tests.helpers import BACKENDS, LiveServer, assert_problem, new_session, running_server
 
 X = digits(8)["x"]
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 FILES = ["model.tflite", "checkpoint.ckpt", "manifest.json", "Infer.kt", "Infer.swift"]
 
 
@@ -113,8 +122,9 @@ def test_get_session_bundle_of_a_fresh_session_holds_the_initial_weights(
 
 @pytest.fixture(scope="module")
 def fleet(client: httpx.Client, mlp_id: str) -> dict[str, Any]:
-    """A small fleet run to its end: 6 devices, 3 a round, 2 rounds."""
-    ds = upload_dataset(client, "bea", digits(240))
+    """A small fleet run to its end: 6 devices, 3 a round, 2 rounds, on a dataset that
+    carries its classes' names."""
+    ds = upload_dataset(client, "bea", {**digits(240), "label_names": np.array(NAMES)})
     end = finish(client, start(client, "bea", model_id=mlp_id, dataset_id=ds, clients=6,
                                clients_per_round=3, rounds=2, batch_size=16)["id"])
     return end
@@ -128,6 +138,7 @@ def test_get_fleet_bundle_holds_the_final_global_model(
     assert manifest["weights"] == {"kind": "fleet", "fleet_id": fleet["id"],
                                    "status": "succeeded", "round": 2, "client_id": None,
                                    "checkpoint_id": last}
+    assert manifest["label_names"] == NAMES
     assert files["checkpoint.ckpt"] == checkpoint_bytes(client, last)
     ours = plain_infer(files, X)
     assert ours["output"].shape == (8, 10) and np.allclose(ours["output"].sum(axis=1), 1, 1e-5)
@@ -147,7 +158,7 @@ def test_get_client_bundle_holds_the_devices_personalized_model(
     weights = manifest["weights"]
     assert (weights["kind"], weights["client_id"], weights["checkpoint_id"],
             weights["session_id"]) == ("fleet_client", client_id, ckpt_id, session_id)
-    assert weights["round"] in (1, 2)
+    assert weights["round"] in (1, 2) and manifest["label_names"] == NAMES
     assert files["checkpoint.ckpt"] == checkpoint_bytes(client, ckpt_id)
     # The device's session answers as its bundle does.
     ours, theirs = plain_infer(files, X), session_infer(client, session_id, X)
@@ -244,3 +255,9 @@ def test_readme_report_and_bundle_example_runs(server: LiveServer, mlp_bytes: by
     (tmp_path / "mlp.tflite").write_bytes(mlp_bytes)
     assert sh(script, tmp_path) == shown
     assert "<table>" in (tmp_path / "report.html").read_text()
+
+
+def test_dataset_of_label_names_alone_is_422(client: httpx.Client) -> None:
+    r = client.post("/v1/users/bea/datasets", data={"name": "names"}, files={
+        "file": ("d.npz", npz(label_names=np.array(NAMES)))})
+    assert_problem(r, 422, "label_names", "no examples")
