@@ -22,6 +22,7 @@ import orjson
 
 import models
 from app.runtime.interpreter import LiteSession
+from bench import convert as convert_bench
 from bench import fleets as fleets_bench
 from bench import jobs as jobs_bench
 from bench import loops
@@ -263,6 +264,8 @@ def main() -> None:
     status_bench.print_status(status)
     uploads_bench.print_uploads(uploads)
     memory_bench.print_memory(server_memory)
+    results["convert"] = convert_bench.bench_convert()  # no server: the child and two loops
+    convert_bench.print_convert(results["convert"])
     if fl:
         print(f"\nfleet: {fl['sessions']} sessions, {fl['cap']} live: created+trained "
               f"{fl['create_and_train_per_s']:.0f}/s; call on an evicted session p50 "
