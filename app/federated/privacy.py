@@ -55,6 +55,16 @@ class DPState:
 
 
 @dataclass(frozen=True)
+class RoundPrivacy:
+    """What a round's privatization used and released: for its Round row."""
+
+    clipping_norm: float  # C this round (adaptive: before the update)
+    unclipped_fraction: float  # b; noised when adaptive (it steers C), else a diagnostic
+    noise_std: float  # per coordinate of the mean: z_delta * C / m
+    noise_multiplier: float  # z, or z_delta with adaptive clipping
+
+
+@dataclass(frozen=True)
 class Clipped:
     """A delta clipped on the device: what it uploads, and the one bit adaptive clipping needs."""
 
@@ -127,10 +137,10 @@ def privatize(
     round: int,
     m: int,
     unclipped: Sequence[bool] | None = None,
-) -> tuple[dict[str, np.ndarray], DPState, dict[str, float]]:
-    """The noised mean delta (float64), the next state and {clipping_norm, unclipped_fraction,
-    noise_std, noise_multiplier}. Deltas come ordered by client id; with placement "client"
-    they were clipped by `clip_delta` on the device and `unclipped` carries their bits."""
+) -> tuple[dict[str, np.ndarray], DPState, RoundPrivacy]:
+    """The noised mean delta (float64), the next state and what the round used. Deltas come
+    ordered by client id; with placement "client" they were clipped by `clip_delta` on the
+    device and `unclipped` carries their bits."""
     if m < 1:
         raise ValueError(f"m (clients_per_round) must be >= 1, got {m}")
     if not deltas:
@@ -173,6 +183,6 @@ def privatize(
         if sigma_b > 0:  # its own stream: switching adaptive on leaves the delta noise alone
             fraction += float(generator(seed, "dp-count", round).normal(0.0, sigma_b)) / m
         new_state = DPState(clipping_norm=next_clipping_norm(norm, fraction, params))
-    info = {"clipping_norm": norm, "unclipped_fraction": fraction, "noise_std": std,
-            "noise_multiplier": z_delta}
+    info = RoundPrivacy(clipping_norm=norm, unclipped_fraction=fraction, noise_std=std,
+                        noise_multiplier=z_delta)
     return mean, new_state, info

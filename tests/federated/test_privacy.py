@@ -11,6 +11,7 @@ import pytest
 from app.federated.privacy import (
     DPParams,
     DPState,
+    RoundPrivacy,
     clip_delta,
     delta_noise_multiplier,
     global_norm,
@@ -60,7 +61,7 @@ def test_privatize_without_noise_is_the_clipped_sum_over_m() -> None:
     mean, state, info = privatize(deltas, DPState.initial(params), params, seed=1, round=1, m=5)
     clipped = [(v := _flat(d)) * min(1.0, 0.7 / np.linalg.norm(v)) for d in deltas]
     np.testing.assert_allclose(_flat(mean), np.mean(clipped, axis=0), rtol=1e-12, atol=1e-15)
-    assert state.clipping_norm == 0.7 and info["noise_std"] == 0.0
+    assert state.clipping_norm == 0.7 and info.noise_std == 0.0
 
 
 def test_privatize_divides_by_m_when_fewer_report() -> None:
@@ -68,7 +69,7 @@ def test_privatize_divides_by_m_when_fewer_report() -> None:
     params = DPParams(noise_multiplier=0.0, clipping="fixed", initial_norm=10.0)
     mean, _, info = privatize(deltas, DPState.initial(params), params, seed=1, round=1, m=6)
     np.testing.assert_allclose(_flat(mean), sum(_flat(d) for d in deltas) / 6, rtol=1e-12)
-    assert info["unclipped_fraction"] == 0.5
+    assert info.unclipped_fraction == 0.5
 
 
 def test_privatize_adds_the_seeded_noise_exactly() -> None:
@@ -80,8 +81,8 @@ def test_privatize_adds_the_seeded_noise_exactly() -> None:
     for k in ("b", "w"):  # sorted order: b before w
         want = sum(c[k] for c in noiseless) / 4 + rng.normal(0.0, std, mean[k].shape)
         np.testing.assert_allclose(mean[k], want, rtol=1e-12, atol=1e-15)
-    assert info == {"clipping_norm": 0.5, "unclipped_fraction": 0.0, "noise_std": std,
-                    "noise_multiplier": 1.0}
+    assert info == RoundPrivacy(clipping_norm=0.5, unclipped_fraction=0.0, noise_std=std,
+                                noise_multiplier=1.0)
 
 
 def test_privatize_noise_has_the_std_z_c_over_m() -> None:
@@ -89,7 +90,7 @@ def test_privatize_noise_has_the_std_z_c_over_m() -> None:
     params = DPParams(noise_multiplier=1.3, clipping="fixed", initial_norm=2.0)
     mean, _, info = privatize(zeros * 10, DPState.initial(params), params, seed=0, round=1, m=10)
     want = 1.3 * 2.0 / 10
-    assert info["noise_std"] == pytest.approx(want)
+    assert info.noise_std == pytest.approx(want)
     assert np.std(mean["big"]) == pytest.approx(want, rel=0.01)  # 200k draws: se ~0.16 %
     assert abs(np.mean(mean["big"])) < 5 * want / math.sqrt(200_000)
 
