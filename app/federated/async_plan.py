@@ -48,7 +48,9 @@ class AsyncPlan:
     """
 
     version: int  # the server update this plan ends with (a Round's number)
-    status: str  # "aggregated" | "stalled" (no server update can ever come)
+    # "aggregated", or "stalled": no server update can come (nobody can ever be eligible
+    # again, or none came within HORIZON_S); its arrivals, fewer than K, stay buffered.
+    status: str
     virtual_start_s: float
     virtual_end_s: float
     starts: tuple[Start, ...]

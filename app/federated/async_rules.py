@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -164,3 +165,13 @@ def _check(expected: Arrays, got: Arrays) -> None:
         if np.shape(v) != np.shape(expected[k]):
             raise ValueError(f"{k}: shape {np.shape(v)} != {np.shape(expected[k])}")
 
+
+def make_rule(spec: Mapping[str, Any]) -> FedBuff | FedAsync:
+    """The server rule of a checked `async` spec with its defaults filled (AsyncSpec.to_dict)."""
+    staleness = staleness_from_spec(spec["staleness"])
+    if spec["algorithm"] == "fedbuff":
+        return FedBuff(buffer_size=int(spec["buffer_size"]), server_lr=float(spec["server_lr"]),
+                       staleness=staleness)
+    if spec["algorithm"] == "fedasync":
+        return FedAsync(mixing=float(spec["mixing"]), staleness=staleness)
+    raise ValueError(f"unknown async algorithm {spec['algorithm']!r}")

@@ -95,6 +95,10 @@ class AsyncSpec(BaseModel):
         return self.buffer_size if self.buffer_size is not None else min(DEFAULT_BUFFER,
                                                                          self.concurrency)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The spec with every default filled in, `buffer_size` resolved, as a fleet stores it."""
+        return {**self.model_dump(), "buffer_size": self.k}
+
 
 def check_against_spec(async_spec: AsyncSpec | None, *, mode: str, clients: int,
                        personal: list[str] | tuple[str, ...], strategy_name: str,

@@ -8,6 +8,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.errors import InvalidInput
+from app.federated.async_rules import FedAsync, FedBuff, Staleness, make_rule
 from app.schemas.asyncfl import AsyncSpec, check_against_spec
 
 
@@ -114,3 +115,22 @@ def test_reject_async_spec_against_the_fleet(spec, kw, field, why):
     assert info.value.status == 422
     assert info.value.detail.startswith(field)
     assert why in info.value.detail
+
+
+@pytest.mark.parametrize("body", [{"algorithm": "fedbuff"}, {"algorithm": "fedasync"},
+                                  {"algorithm": "fedbuff", "concurrency": 3,
+                                   "staleness": {"kind": "hinge", "a": 2}}])
+def test_read_async_spec_stored_form_validates_again(body):
+    stored = AsyncSpec.model_validate(body).to_dict()
+    assert stored["buffer_size"] == AsyncSpec.model_validate(body).k
+    assert AsyncSpec.model_validate(json.loads(json.dumps(stored))).to_dict() == stored
+
+
+def test_make_rule_from_the_stored_spec():
+    buff = make_rule(AsyncSpec(algorithm="fedbuff", concurrency=8, buffer_size=4,
+                               server_lr=0.5).to_dict())
+    assert isinstance(buff, FedBuff) and (buff.k, buff.server_lr) == (4, 0.5)
+    assert buff.staleness == Staleness("polynomial", exponent=0.5)
+    fasync = make_rule(AsyncSpec.model_validate(
+        {"algorithm": "fedasync", "mixing": 0.9, "staleness": {"kind": "constant"}}).to_dict())
+    assert isinstance(fasync, FedAsync) and fasync.alpha(7) == 0.9
