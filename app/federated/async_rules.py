@@ -20,9 +20,9 @@ the current global value; the buffer is kept in float64 and is the only state.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -175,3 +175,30 @@ def make_rule(spec: Mapping[str, Any]) -> FedBuff | FedAsync:
     if spec["algorithm"] == "fedasync":
         return FedAsync(mixing=float(spec["mixing"]), staleness=staleness)
     raise ValueError(f"unknown async algorithm {spec['algorithm']!r}")
+
+
+class Arrival(Protocol):
+    """What the rules need of an arrival (async_plan.Ended has it)."""
+
+    client_id: int
+    start_version: int
+    staleness: int
+
+
+def server_update(rule: FedBuff | FedAsync, current: Arrays, arrivals: Sequence[Arrival],
+                  start_weights: Mapping[int, Arrays], trained: Mapping[int, Arrays]) -> Weights:
+    """The global after applying `arrivals` in order (an AsyncPlan's `arrivals`).
+
+    start_weights: version -> the global weights of that version (FedBuff's x_t); trained:
+    client id -> the weights its update ended with. FedBuff steps when its buffer fills
+    (at the last arrival of a plan); until then the global stays as it is.
+    """
+    out = {k: np.array(v, copy=True) for k, v in current.items()}
+    for a in arrivals:
+        if isinstance(rule, FedAsync):
+            out = rule.apply(out, trained[a.client_id], a.staleness)
+            continue
+        rule.add(start_weights[a.start_version], trained[a.client_id], a.staleness)
+        if rule.full:
+            out = rule.step(out)
+    return out

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from app.federated.async_clock import RECHARGE_PCT, AsyncClock
-from app.federated.async_rules import FedBuff, Staleness
+from app.federated.async_rules import FedBuff, Staleness, server_update
 from app.federated.clock import FleetClock
 from app.federated.devices import DeviceClass, catalogue, default_mix, draw_classes
 from app.federated.strategies import FedAvg
@@ -56,6 +56,9 @@ def test_plan_updates_follow_the_events_by_hand():
     assert sorted(_starts(p[0])) == [(0, 0, 0.0), (1, 0, 0.0)]
     assert _ended(p[0]) == [(0, 0, 0.0, 7.0, "completed", 0)]
     assert (p[0].version, p[0].virtual_start_s, p[0].virtual_end_s) == (1, 0.0, 7.0)
+    # Only what ended counts: client 0's 1 s at 2 W and 6000 bytes at 500 J/MB.
+    assert p[0].totals == {"bytes_down": GLOBAL + MODEL, "bytes_up": UPDATE, "energy_j": 5.0}
+    assert p[0].outcomes["completed"] == 1 and p[0].staleness == {"mean": 0.0, "max": 0}
     assert _starts(p[1]) == [(0, 1, 7.0)] and _ended(p[1]) == [(0, 1, 7.0, 11.0, "completed", 0)]
     assert _starts(p[2]) == [(0, 2, 11.0)] and _ended(p[2]) == [(0, 2, 11.0, 15.0, "completed", 0)]
     # The slow device started from version 0 and arrives after three server updates.
@@ -276,9 +279,9 @@ def test_fedbuff_equals_fedavg_in_the_synchronous_setup():
         assert plan.staleness == {"mean": 0.0, "max": 0}
         trained = {s.client_id: train(versions[s.version], s.client_id, s.version)
                    for s in plan.starts}
-        for e in plan.arrivals:
-            rule.add(versions[e.start_version], trained[e.client_id], e.staleness)
-        versions[plan.version] = rule.step(versions[plan.version - 1])
+        versions[plan.version] = server_update(rule, versions[plan.version - 1],
+                                               plan.arrivals, versions, trained)
+        assert rule.count == 0  # the plan's last arrival filled the buffer: it stepped
         fedavg = FedAvg().aggregate(plan.version, fedavg,
                                     [(trained[c], 100) for c in range(n)])
         for k in x0:

@@ -6,10 +6,18 @@ and in the documented order of operations, so the rules must agree exactly (==),
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from app.federated.async_rules import FedAsync, FedBuff, Staleness, staleness_from_spec
+from app.federated.async_rules import (
+    FedAsync,
+    FedBuff,
+    Staleness,
+    server_update,
+    staleness_from_spec,
+)
 
 TAUS = list(range(0, 25))
 
@@ -148,3 +156,36 @@ def test_apply_fedasync_mixing_one_fresh_takes_the_arrival():
 def test_reject_fedasync_mixing_outside_unit_interval(mixing):
     with pytest.raises(ValueError, match="mixing"):
         FedAsync(mixing=mixing)
+
+
+def _arrival(client, start_version, tau):
+    return SimpleNamespace(client_id=client, start_version=start_version, staleness=tau)
+
+
+def test_server_update_fedbuff_steps_when_the_buffer_fills():
+    versions = {0: _weights(0), 1: _weights(1)}
+    trained = {3: _weights(30), 5: _weights(50), 7: _weights(70)}
+    arrivals = [_arrival(5, 0, 1), _arrival(3, 1, 0), _arrival(7, 0, 1)]
+    rule = FedBuff(buffer_size=3, server_lr=0.8)
+    got = server_update(rule, versions[1], arrivals, versions, trained)
+    twin = FedBuff(buffer_size=3, server_lr=0.8)
+    for a in arrivals:
+        twin.add(versions[a.start_version], trained[a.client_id], a.staleness)
+    want = twin.step(versions[1])
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    partial = FedBuff(buffer_size=4)
+    kept = server_update(partial, versions[1], arrivals, versions, trained)
+    assert partial.count == 3  # not full: the global stays, the arrivals wait in the buffer
+    for name in kept:
+        np.testing.assert_array_equal(kept[name], versions[1][name])
+
+
+def test_server_update_fedasync_mixes_each_arrival_in_order():
+    trained = {1: _weights(11), 2: _weights(12)}
+    arrivals = [_arrival(2, 0, 3), _arrival(1, 2, 0)]
+    rule = FedAsync(mixing=0.5)
+    got = server_update(rule, _weights(0), arrivals, {}, trained)
+    want = rule.apply(rule.apply(_weights(0), trained[2], 3), trained[1], 0)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
