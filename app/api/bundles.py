@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import OwnSession, PrincipalDep, check_owner
@@ -60,10 +60,15 @@ async def model_report_page(ctx: CtxDep, model_id: str) -> Response:
             tags=["sessions"], summary="A session's app bundle",
             description=_BUNDLE + " The weights are the session's current ones: saved as a "
             "checkpoint now (`kind: \"manual\"`, label `app bundle`) if it has steps no "
-            "checkpoint holds, else its head checkpoint.")
-async def session_bundle(ctx: CtxDep, who: PrincipalDep, session_id: OwnSession) -> Response:
+            "checkpoint holds, else its head checkpoint. With `dataset_id`, the manifest's "
+            "`label_names` are that dataset's (a 1-D string array named `label_names`).")
+async def session_bundle(
+    ctx: CtxDep, who: PrincipalDep, session_id: OwnSession,
+    dataset_id: Annotated[str | None, Query(description="One of your datasets: its "
+                                            "`label_names` go in the manifest")] = None,
+) -> Response:
     """The app bundle of a session's current weights."""
-    return _zip(await bundle.of_session(ctx, who, session_id))
+    return _zip(await bundle.of_session(ctx, who, session_id, dataset_id))
 
 
 @router.get("/v1/fleets/{fleet_id}/bundle", response_class=Response, responses=_ZIP,

@@ -51,15 +51,29 @@ def current_checkpoint(ctx: Context, live: LiveSession) -> CheckpointRow:
     return checkpoints.get(ctx, checkpoint_id=live.head_checkpoint_id)
 
 
-async def of_session(ctx: Context, who: Principal, session_id: str) -> Bundle:
-    """The bundle of a session's current weights."""
+async def of_session(ctx: Context, who: Principal, session_id: str,
+                     dataset_id: str | None = None) -> Bundle:
+    """The bundle of a session's current weights; the class names of one of the caller's
+    datasets, if given and it carries them."""
+    names = None
+    if dataset_id is not None:
+        names = await to_thread.run_sync(partial(dataset_label_names, ctx, who, dataset_id))
     row = await inference.on_session(
         ctx, who, session_id, lambda s: partial(current_checkpoint, ctx, s), inline=False)
     source = {"kind": "session", "session_id": session_id, "step": row.step,
               "checkpoint_id": row.id}
     return await to_thread.run_sync(partial(
-        pack, ctx, checkpoint=row, source=source, label_names=None,
+        pack, ctx, checkpoint=row, source=source, label_names=names,
         filename=f"{session_id}-step{row.step}.zip"))
+
+
+def dataset_label_names(ctx: Context, who: Principal, dataset_id: str) -> list[str] | None:
+    """The class names a dataset of the caller carries (None if it has none); 404 for
+    another user's dataset, as for one that does not exist."""
+    ds = rows.get(ctx, DatasetRow, dataset_id, "dataset")
+    if not who.may_see(ds.user_id):
+        raise NotFound(f"dataset '{dataset_id}' not found")
+    return _names_of(ctx, ds)
 
 
 def fleet_row(ctx: Context, *, fleet_id: str) -> FleetRow:
@@ -116,7 +130,11 @@ def _label_names(ctx: Context, row: FleetRow) -> list[str] | None:
         return None
     with ctx.db.begin() as db:
         ds = db.get(DatasetRow, dataset_id)
-    if ds is None or LABEL_NAMES not in (ds.arrays or {}):
+    return None if ds is None else _names_of(ctx, ds)
+
+
+def _names_of(ctx: Context, ds: DatasetRow) -> list[str] | None:
+    if LABEL_NAMES not in (ds.arrays or {}):
         return None  # read the blob only when the row says the array is there
     return label_names(read_npz(ctx.store.get(ds.blob_key)))
 

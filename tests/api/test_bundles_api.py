@@ -120,6 +120,19 @@ def test_get_session_bundle_of_a_fresh_session_holds_the_initial_weights(
     assert np.max(np.abs(ours["output"] - theirs["output"])) == 0
 
 
+def test_get_session_bundle_carries_a_datasets_label_names(client: httpx.Client,
+                                                           mlp_id: str) -> None:
+    sid = new_session(client, "bea", mlp_id)
+    named = upload_dataset(client, "bea", {**digits(16), "label_names": np.array(NAMES)})
+    plain = upload_dataset(client, "bea", digits(16))
+    files = unzip(client.get(f"/v1/sessions/{sid}/bundle", params={"dataset_id": named}))
+    assert json.loads(files["manifest.json"])["label_names"] == NAMES
+    files = unzip(client.get(f"/v1/sessions/{sid}/bundle", params={"dataset_id": plain}))
+    assert json.loads(files["manifest.json"])["label_names"] is None
+    assert_problem(client.get(f"/v1/sessions/{sid}/bundle", params={"dataset_id": "ds_nope"}),
+                   404, "ds_nope")
+
+
 @pytest.fixture(scope="module")
 def fleet(client: httpx.Client, mlp_id: str) -> dict[str, Any]:
     """A small fleet run to its end: 6 devices, 3 a round, 2 rounds, on a dataset that
@@ -231,6 +244,9 @@ def test_get_bundles_of_another_users_objects_is_404(keyed: LiveServer, mlp_byte
         assert_problem(bob.get(f"/v1/sessions/{sid}/bundle"), 404, "not found")
         assert_problem(bob.get(f"/v1/fleets/{fid}/bundle"), 404, "not found")
         assert_problem(bob.get(f"/v1/fleets/{fid}/clients/0/bundle"), 404, "not found")
+        mine = new_session(bob, "bob", model_id)
+        assert_problem(bob.get(f"/v1/sessions/{mine}/bundle", params={"dataset_id": ds}), 404,
+                       "not found")
 
 
 @pytest.mark.parametrize(("array", "names"), [
