@@ -81,10 +81,14 @@ def global_norm(delta: Delta) -> float:
 
 
 def clip_delta(delta: Delta, clipping_norm: float) -> Clipped:
-    """Scale the delta down to L2 norm clipping_norm if it is longer (float64 arrays)."""
+    """Scale the delta down to L2 norm clipping_norm if it is longer (float64 arrays); a
+    delta with NaN or Infinity has no direction to keep and becomes zeros (counted clipped)."""
     if not clipping_norm > 0:
         raise ValueError(f"clipping norm must be > 0, got {clipping_norm}")
     norm = global_norm(delta)
+    if not math.isfinite(norm):  # a faulty device: zeros keep its sensitivity within C
+        zeros = {k: np.zeros(np.shape(delta[k])) for k in sorted(delta)}
+        return Clipped(delta=zeros, norm=math.inf, unclipped=False)
     unclipped = norm <= clipping_norm
     scale = 1.0 if unclipped else clipping_norm / norm
     out = {k: np.asarray(delta[k], dtype=np.float64) * scale for k in sorted(delta)}
@@ -157,7 +161,7 @@ def privatize(
     else:
         if len(unclipped) != len(deltas):
             raise ValueError(f"{len(unclipped)} unclipped bits for {len(deltas)} deltas")
-        over = [i for i, d in enumerate(deltas) if global_norm(d) > norm * (1 + 1e-9)]
+        over = [i for i, d in enumerate(deltas) if not global_norm(d) <= norm * (1 + 1e-9)]
         if over:
             raise ValueError(f"deltas {over} exceed the clipping norm {norm}: not clipped "
                              "on the device")

@@ -71,7 +71,7 @@ def _relation(sampling: Sampling) -> NeighboringRelation:
     return NeighboringRelation.ADD_OR_REMOVE_ONE
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1024)
 def _round_rdp(sample: RoundSample, noise_multiplier: float,
                sampling: Sampling) -> tuple[float, ...]:
     """One round's RDP at the default orders (cached: without replacement costs ~0.5 s)."""

@@ -50,6 +50,12 @@ def test_clip_delta_leaves_a_short_delta_alone() -> None:
     np.testing.assert_array_equal(out.delta["a"], delta["a"].astype(np.float64))
 
 
+def test_clip_delta_zeroes_a_delta_with_nan_or_infinity() -> None:
+    out = clip_delta({"a": np.array([1.0, np.nan]), "b": np.array([np.inf])}, 1.0)
+    assert out.norm == math.inf and not out.unclipped
+    assert not out.delta["a"].any() and not out.delta["b"].any()
+
+
 def test_clip_delta_rejects_a_norm_that_is_not_positive() -> None:
     with pytest.raises(ValueError, match="clipping norm"):
         clip_delta({"a": np.ones(2)}, 0.0)
@@ -114,6 +120,9 @@ def test_privatize_rejects_an_unclipped_upload_from_a_device() -> None:
     with pytest.raises(ValueError, match="not clipped"):
         privatize(_deltas(2, scale=5.0), DPState(clipping_norm=0.1), FIXED, seed=0, round=1,
                   m=2, unclipped=[True, True])
+    with pytest.raises(ValueError, match="not clipped"):
+        privatize([{"a": np.array([np.nan])}], DPState(clipping_norm=0.1), FIXED, seed=0,
+                  round=1, m=1, unclipped=[True])
 
 
 def test_privatize_reruns_bit_identically_from_a_persisted_state() -> None:
