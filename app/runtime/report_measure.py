@@ -68,8 +68,11 @@ def measure(model: bytes, sigs: Signatures, scratch: Path, checkpoint: bytes | N
             checkpoint = path.read_bytes()
         finally:
             path.unlink(missing_ok=True)
-    variables = {name: tuple(int(d) for d in a.shape)
-                 for name, a in ckptfile.read(checkpoint, scratch).items()}
+    try:
+        variables = {name: tuple(int(d) for d in a.shape)
+                     for name, a in ckptfile.read(checkpoint, scratch).items()}
+    except ValueError:  # a save that wrote something else: no variables to count
+        variables = {}
     batch = batch_of(sigs, "infer")
     inputs = {n: _zeros(t, batch) for n, t in sigs["infer"].inputs.items()}
     took: list[float] = []
