@@ -122,8 +122,7 @@ def partition_spec(partition: Mapping[str, Any]) -> dict[str, Any]:
         if "classes_per_client" in partition:
             raise InvalidInput("partition.shards_per_client: give either classes_per_client "
                                "or shards_per_client, not both")
-        spec = {"kind": kind, "shards_per_client": _count(partition, "shards_per_client", 1)}
-        return spec
+        return {"kind": kind, "shards_per_client": _count(partition, "shards_per_client", 1)}
     spec = {"kind": kind, **DEFAULTS[kind], **partition}
     if kind == "dirichlet":
         alpha = spec["alpha"]
