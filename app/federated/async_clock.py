@@ -103,9 +103,9 @@ class AsyncClock:
         """The virtual moment of the last server update (0 at the start)."""
         return self._sim.now_s
 
-    def running(self) -> dict[int, int]:
-        """Client id -> the version its running update started from."""
-        return {c: r.version for c, r in sorted(self._sim.flight.items())}
+    def running(self) -> list[Start]:
+        """The updates training now, by client id: after a restart, train these again."""
+        return [_start(self._sim.flight[c]) for c in sorted(self._sim.flight)]
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue, as plain scalars, lists and arrays."""
@@ -252,17 +252,16 @@ class AsyncClock:
             charge_pct_per_hour=tab["charge_pct_per_hour"][cls] * self.availability.charges,
             level0=self._battery(s, ids, t))
         stop, cause = updates.stops(u, self.availability.window_end(ids, t), self.min_battery_pct)
-        planned, out = u.planned_end_s, []
+        out: list[Start] = []
+        first = s.started - ids.size
         for i, c in enumerate(ids.tolist()):
             row = updates.Updates(start_s=t, **{f: getattr(u, f)[i:i + 1] for f in _ROWS})
             # Within the battery tolerance a device may start a hair under the floor: it
             # stops at once, never before it started.
-            s.flight[c] = Run(client=c, version=s.version, stop_s=max(float(stop[i]), t),
-                              cause=int(cause[i]), u=row)
+            s.flight[c] = Run(client=c, version=s.version, index=first + i,
+                              stop_s=max(float(stop[i]), t), cause=int(cause[i]), u=row)
             s.recharging[c] = False
-            out.append(Start(client_id=c, version=s.version, start_s=t,
-                             planned_end_s=float(planned[i]), battery_pct=float(u.level0[i]),
-                             will_arrive=bool(cause[i] == updates.NONE)))
+            out.append(_start(s.flight[c]))
         return out
 
     def _end(self, s: Sim, r: Run) -> Ended:
@@ -274,7 +273,8 @@ class AsyncClock:
         s.participated[c] |= bool(got.downloaded[0])
         s.energy_j[c] += got.energy_j[0]
         s.recharging[c] = r.cause == updates.BATTERY
-        return Ended(client_id=c, start_version=r.version, start_s=r.u.start_s, end_s=r.stop_s,
+        return Ended(client_id=c, start_version=r.version, start_index=r.index,
+                     start_s=r.u.start_s, end_s=r.stop_s,
                      planned_end_s=float(r.u.planned_end_s[0]), outcome=_OUTCOME[r.cause],
                      staleness=s.version - r.version, energy_j=float(got.energy_j[0]),
                      bytes_down=int(got.bytes_down[0]), bytes_up=int(got.bytes_up[0]),
@@ -290,3 +290,9 @@ class AsyncClock:
                        if s.version - r.version > self.max_staleness)
         return [self._end(s, replace(s.flight.pop(c), stop_s=s.now_s, cause=CUT))
                 for c in stale]
+
+
+def _start(r: Run) -> Start:
+    return Start(client_id=r.client, version=r.version, index=r.index, start_s=r.u.start_s,
+                 planned_end_s=float(r.u.planned_end_s[0]), battery_pct=float(r.u.level0[0]),
+                 will_arrive=r.cause == updates.NONE)

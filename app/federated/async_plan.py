@@ -14,6 +14,7 @@ class Start:
 
     client_id: int
     version: int
+    index: int  # starts count from 0 across the fleet: seed its training by it
     start_s: float
     planned_end_s: float
     battery_pct: float  # when it starts
@@ -26,6 +27,7 @@ class Ended:
 
     client_id: int
     start_version: int
+    start_index: int  # its Start's index
     start_s: float
     end_s: float
     planned_end_s: float

@@ -20,6 +20,7 @@ class Run:
 
     client: int
     version: int
+    index: int  # the start's number: its draw's seed, and a key for its training's seed
     stop_s: float
     cause: int  # updates.NONE, OFFLINE, BATTERY, or async_clock.CUT
     u: updates.Updates  # one row
@@ -57,7 +58,7 @@ class Sim:
         out: dict[str, Any] = {"now_s": self.now_s, "version": self.version,
                                "started": self.started, "buffered": self.buffered}
         out.update({f: getattr(self, f).copy() for f in _DEVICE})
-        for f in ("client", "version", "cause"):
+        for f in ("client", "version", "index", "cause"):
             out[f"run_{f}"] = np.array([getattr(r, f) for r in runs], dtype=np.int64)
         out["run_start_s"] = np.array([r.u.start_s for r in runs], dtype=np.float64)
         out["run_stop_s"] = np.array([r.stop_s for r in runs], dtype=np.float64)
@@ -79,7 +80,7 @@ class Sim:
                                 phase_s=np.array(col["phase_s"][i:i + 1], dtype=np.float64),
                                 phase_j=np.array(col["phase_j"][i:i + 1], dtype=np.float64),
                                 **{f: col[f][i:i + 1].copy() for f in _ROW})
-            flight[c] = Run(client=c, version=int(col["version"][i]),
+            flight[c] = Run(client=c, version=int(col["version"][i]), index=int(col["index"][i]),
                             stop_s=float(col["stop_s"][i]), cause=int(col["cause"][i]), u=u)
         device = {f: np.array(state[f], dtype=bool if f in ("participated", "recharging")
                               else np.float64) for f in _DEVICE}

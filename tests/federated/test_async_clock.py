@@ -147,8 +147,9 @@ def test_plan_update_reports_the_versions_still_needed():
     for _ in range(30):
         plan = clock.plan_update(examples=np.full(clock.n, 100), **SIZES)
         clock.apply(plan)
-        assert set(plan.running) == set(clock.running())
-        assert plan.needed_versions == tuple(sorted(set(clock.running().values())
+        running = clock.running()
+        assert plan.running == tuple(r.client_id for r in running)
+        assert plan.needed_versions == tuple(sorted({r.version for r in running}
                                                     | {clock.version}))
         assert all(s.version == plan.version - 1 for s in plan.starts)
 
@@ -182,6 +183,19 @@ def test_resume_async_clock_from_state_bit_identical(availability):
     assert [p.ended for p in again] == [p.ended for p in whole]
     if availability == "diurnal":  # the run exercised drops, so their state round-tripped
         assert sum(p.outcomes["dropped_offline"] for p in whole) > 0
+
+
+def test_resume_async_clock_lists_the_updates_to_train_again():
+    clock = _fleet_clock()
+    plans = _run(clock, 12)
+    index = [s.index for p in plans for s in p.starts]
+    assert index == list(range(len(index)))  # one number per start, in order
+    ended = {e.start_index for p in plans for e in p.ended}
+    started = {s.index: s for p in plans for s in p.starts}
+    resumed = AsyncClock.from_state(_persist(clock.state()))
+    # What a run loop restarted after SIGKILL trains again: the starts that have not ended.
+    assert resumed.running() == [started[i] for i in sorted(set(started) - ended,
+                                                            key=lambda i: started[i].client_id)]
 
 
 def test_reject_a_plan_applied_twice():
