@@ -215,6 +215,9 @@ def dp_params(spec: PrivacySpec) -> DPParams:
 def check_spec(spec: PrivacySpec, *, clients_per_round: int, strategy_name: str) -> None:
     """422 naming the field when the spec cannot run with this strategy and round size."""
     check_strategy(strategy_name)
+    if spec.max_epsilon is not None and spec.noise_multiplier == 0:
+        raise InvalidInput("privacy.max_epsilon: with noise_multiplier 0 epsilon is infinite, "
+                           "so no round fits the budget")
     params = dp_params(spec)
     if params.clipping != "adaptive":
         return

@@ -168,3 +168,10 @@ def test_noise_for_epsilon_gives_up_past_its_cap() -> None:
     with pytest.raises(InvalidInput, match="target_epsilon: 0.001 needs a noise multiplier"):
         noise_for_epsilon(population=10, per_round=10, rounds=10**6, target_epsilon=0.001,
                           delta=1e-5)
+
+
+def test_check_spec_refuses_a_budget_without_noise() -> None:
+    spec = PrivacySpec.model_validate({"noise_multiplier": 0.0, "max_epsilon": 8.0,
+                                       "clipping": {"kind": "fixed", "norm": 1.0}})
+    with pytest.raises(InvalidInput, match=r"privacy\.max_epsilon: with noise_multiplier 0"):
+        check_spec(spec, clients_per_round=10, strategy_name="fedavg")
