@@ -273,8 +273,8 @@ def test_plan_update_battery_drop_without_charging_never_trains_again():
 
 def test_fedbuff_equals_fedavg_in_the_synchronous_setup():
     """Issue 24, 5(a): one class, clients = concurrency = buffer_size, equal sizes, always,
-    constant staleness, server_lr 1: each server update has one fresh arrival per device, and
-    FedBuff over them equals FedAvg over the same clients within 1e-6."""
+    constant staleness, server_lr 1: each server update is the sync round's timeline with one
+    fresh arrival per device, and FedBuff over them equals FedAvg within 1e-6."""
     n = 6
     clock = _clock([0] * n, concurrency=n, buffer_size=n)
     rule = FedBuff(buffer_size=n, server_lr=1.0, staleness=Staleness("constant"))
@@ -287,7 +287,17 @@ def test_fedbuff_equals_fedavg_in_the_synchronous_setup():
                 for k, v in weights.items()}
 
     versions, fedavg = {0: x0}, x0
+    sync = FleetClock.start(seed=0, classes=[FAST], class_index=np.zeros(n, np.int64),
+                            availability="always", min_battery_pct=0.0)
     for plan in _run(clock, 8):
+        rnd = sync.plan_round(plan.version, clients_per_round=n, examples=np.full(n, 100),
+                              **SIZES)
+        sync.apply(rnd)
+        # The same timeline as the sync round: times, outcomes, bytes, energy, batteries.
+        assert (plan.virtual_start_s, plan.virtual_end_s) == (rnd.virtual_start_s,
+                                                              rnd.virtual_end_s)
+        assert plan.outcomes == rnd.outcomes and plan.totals == rnd.totals
+        assert sorted(plan.updates(), key=lambda u: u.client_id) == rnd.updates()
         assert sorted(s.client_id for s in plan.starts) == list(range(n))
         assert [e.client_id for e in plan.arrivals] == list(range(n))
         assert plan.staleness == {"mean": 0.0, "max": 0}
