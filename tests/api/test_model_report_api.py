@@ -150,3 +150,11 @@ def test_report_measures_what_the_head_model_needs(client: httpx.Client,
         for k, s in read_ops(head_bytes).signatures.items()}
     assert np.isclose(body["timing"]["train_ms_per_step"],
                       32 * body["timing"]["train_ms_per_example"])
+
+
+def test_get_model_report_html_escapes_the_models_name(client: httpx.Client,
+                                                       mlp_bytes: bytes) -> None:
+    model_id = upload(client, mlp_bytes, "<script>alert('x')</script>&co")
+    page = client.get(f"/v1/models/{model_id}/report.html").text
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&amp;co" in page
