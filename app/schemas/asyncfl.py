@@ -102,7 +102,8 @@ class AsyncSpec(BaseModel):
 
 def check_against_spec(async_spec: AsyncSpec | None, *, mode: str, clients: int,
                        personal: list[str] | tuple[str, ...], strategy_name: str,
-                       finetune: int) -> None:
+                       finetune: int, round_deadline_s: float | None = None,
+                       over_commit: float = 1.0, min_completed: int = 1) -> None:
     """InvalidInput naming the field where `async` clashes with the rest of the FleetSpec."""
     if mode not in ("sync", "async"):
         raise InvalidInput(f"mode: must be 'sync' or 'async', got {mode!r}")
@@ -125,6 +126,14 @@ def check_against_spec(async_spec: AsyncSpec | None, *, mode: str, clients: int,
         raise InvalidInput(f"strategy.name: {strategy_name!r} is a synchronous round's "
                            "aggregation; an async fleet's server rule is async.algorithm "
                            "(leave strategy out, or give fedavg)")
+    # A sync round's closing rules would be ignored: say so rather than run without them.
+    for field, value, default in (("round_deadline_s", round_deadline_s, None),
+                                  ("over_commit", over_commit, 1.0),
+                                  ("min_completed", min_completed, 1)):
+        if value != default:
+            raise InvalidInput(f"{field}: closes a synchronous round; an async fleet has none "
+                               "to close (async.max_staleness bounds how late an update may "
+                               "arrive): leave it out")
     # `personal` and `finetune_epochs` are accepted: a device keeps its own personal variables
     # from one update to its next (it never trains twice at once), and fine-tuning runs after
     # the last server update, whichever mode produced it.

@@ -108,6 +108,9 @@ def test_check_async_spec_accepts_a_consistent_fleet():
     (FEDBUFF, {"clients": 9}, "async.concurrency:", "must be <= clients"),
     (FEDBUFF, {"strategy_name": "local"}, "strategy.name:", "never updates a global model"),
     (FEDBUFF, {"strategy_name": "fedadam"}, "strategy.name:", "async.algorithm"),
+    (FEDBUFF, {"round_deadline_s": 60.0}, "round_deadline_s:", "async.max_staleness"),
+    (FEDBUFF, {"over_commit": 1.3}, "over_commit:", "synchronous round"),
+    (FEDBUFF, {"min_completed": 2}, "min_completed:", "synchronous round"),
 ])
 def test_reject_async_spec_against_the_fleet(spec, kw, field, why):
     with pytest.raises(InvalidInput) as info:
