@@ -102,7 +102,9 @@ def build(ctx: Context, *, user_id: str, spec: dict[str, Any]) -> FleetPlan:
     counts = None
     if classes is not None and num_classes:
         counts = np.zeros((len(clients), num_classes), dtype=np.int64)
-        np.add.at(counts, (clients.client_of, np.minimum(classes, num_classes - 1)), 1)
+        held = clients.client_of >= 0  # shards_per_client leaves a remainder to no client
+        np.add.at(counts, (clients.client_of[held], np.minimum(classes[held], num_classes - 1)),
+                  1)
     infer_fixed = {t.shape[0] for t in model.signatures["infer"].inputs.values() if t.shape}
     return FleetPlan(
         spec=freeze(spec),

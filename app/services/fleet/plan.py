@@ -123,7 +123,8 @@ class FleetPlan:
         client_of = arrays["client_of"]
         n = len(arrays["num_holdout"])
         keys = tuple(meta["keys"]) if meta["keys"] is not None else None
-        part = Partition(client_of, np.bincount(client_of, minlength=n), arrays["num_holdout"],
+        counts = np.bincount(client_of[client_of >= 0], minlength=n)  # -1: held by no client
+        part = Partition(client_of, counts, arrays["num_holdout"],
                          keys, int(spec["seed"]))
         faults = spec.get("faults")
         return cls(
