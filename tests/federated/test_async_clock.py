@@ -310,3 +310,30 @@ def test_fedbuff_equals_fedavg_in_the_synchronous_setup():
                                     [(trained[c], 100) for c in range(n)])
         for k in x0:
             assert np.abs(versions[plan.version][k] - fedavg[k]).max() < 1e-6
+
+
+@pytest.mark.parametrize(("seed", "availability", "concurrency", "buffer_size", "max_staleness"),
+                         [(0, "always", 5, 5, None), (1, "diurnal", 12, 4, 3),
+                          (2, "diurnal", 20, 1, None), (3, "always", 3, 2, 0)])
+def test_plan_update_invariants_hold_across_fleets(seed, availability, concurrency, buffer_size,
+                                                    max_staleness):
+    clock = _fleet_clock(n=25, concurrency=concurrency, buffer_size=buffer_size,
+                         max_staleness=max_staleness, availability=availability, floor=25.0,
+                         seed=seed, model_ms=20.0)
+    plans = _run(clock, 15, examples=500)
+    last = 0.0
+    for p in plans:
+        assert p.status == "aggregated" and len(p.arrivals) == buffer_size
+        assert p.virtual_start_s == last and p.virtual_end_s >= last
+        times = [(e.end_s, e.client_id) for e in p.ended if e.outcome != "straggler"]
+        assert times == sorted(times)  # events in (time, client id) order
+        assert all(last <= t <= p.virtual_end_s for t, _ in times)
+        assert all(s.version == p.version - 1 and last <= s.start_s <= p.virtual_end_s
+                   for s in p.starts)
+        if max_staleness is not None:
+            assert all(e.staleness <= max_staleness for e in p.arrivals)
+        assert all(0.0 <= e.battery_pct <= 100.0 and e.energy_j >= 0 for e in p.ended)
+        last = p.virtual_end_s
+    spans = _intervals(plans)
+    for t in sorted({s for _, s, _ in spans}):
+        assert len([c for c, s, e in spans if s <= t < e]) <= concurrency
