@@ -86,8 +86,9 @@ class LiveSession:
         runs between them), each output with a leading dimension of `batches`."""
         self.check_present()
         if self.job_id is not None:
-            raise Conflict(f"session '{self.id}' is running job '{self.job_id}'; train calls "
-                           "wait until it ends or is cancelled (infer works meanwhile)")
+            what = "fleet" if self.job_id.startswith("flt_") else "job"
+            raise Conflict(f"session '{self.id}' is running {what} '{self.job_id}'; train "
+                           "calls wait until it ends or is cancelled (infer works meanwhile)")
         if batches == 1:
             outputs = self._run_train(inputs)
         else:

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
 from app.db.tables import CheckpointRow, SessionRow, new_id, utcnow
 from app.errors import Conflict, InvalidInput, NotFound
 from app.runtime.session import LiveSession, Snapshot
-from app.services import rows
+from app.services import rows, usage
 from app.services.context import Context
 from app.services.pages import Page, paginate
 
@@ -149,6 +149,7 @@ def delete(ctx: Context, *, checkpoint_id: str) -> None:
     """Delete a checkpoint unless it holds a session's current weights."""
     with ctx.db.begin() as db:
         row = rows.get_in(db, CheckpointRow, checkpoint_id, "checkpoint")
+        usage.check_checkpoint(db, checkpoint_id)
         holder = db.scalar(select(SessionRow.id).where(
             SessionRow.head_checkpoint_id == checkpoint_id).limit(1))
         if holder:

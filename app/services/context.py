@@ -48,6 +48,7 @@ class Context:
     fleets: FairWorkers = field(init=False)
     keys: KeyRing = field(default_factory=KeyRing)
     jobs_resumed: bool = False
+    fleets_resumed: bool = False
     models: dict[str, LoadedModel] = field(default_factory=dict)
     initial_weights: dict[str, bytes] = field(default_factory=dict)  # by model id
     models_lock: threading.Lock = field(default_factory=threading.Lock)

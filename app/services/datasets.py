@@ -12,7 +12,7 @@ from app.db.tables import DatasetRow, new_id
 from app.errors import InvalidInput, NotFound, PayloadTooLarge
 from app.runtime.datasets import check_against, describe, read_npz
 from app.runtime.signatures import SignatureSpec, numpy_dtype
-from app.services import models, rows
+from app.services import models, rows, usage
 from app.services.context import Context
 from app.services.pages import Page, paginate
 from app.store.blobs import BlobNotFound
@@ -79,8 +79,10 @@ def cast_to(spec: SignatureSpec, arrays: dict[str, np.ndarray[Any, Any]]
 
 
 def delete(ctx: Context, *, dataset_id: str) -> None:
-    """Delete a dataset (jobs that used it keep their results)."""
+    """Delete a dataset no active fleet or job uses (409 naming it); ended ones keep their
+    results, which do not read it again."""
     with ctx.db.begin() as db:
         row = rows.get_in(db, DatasetRow, dataset_id, "dataset")
+        usage.check_dataset(db, dataset_id)
         db.delete(row)
     ctx.store.delete(row.blob_key)

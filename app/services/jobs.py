@@ -9,11 +9,11 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 
-from app.db.tables import JobRow, new_id, utcnow
+from app.db.tables import JobRow, new_id
 from app.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from app.runtime.runner import steps_per_epoch
 from app.runtime.signatures import SignatureSpec
-from app.services import datasets, models, rows, sessions
+from app.services import datasets, lifecycle, models, rows, sessions
 from app.services.context import Context
 from app.services.pages import Page, paginate
 from app.services.progress import JobState
@@ -140,27 +140,14 @@ def get_all(ctx: Context, *, user_id: str, limit: int, cursor: str | None) -> Pa
 
 def cancel(ctx: Context, *, job_id: str) -> JobView:
     """Ask a job to stop after its current step; the session keeps what it learned."""
-    row = get_row(ctx, job_id=job_id)
-    if row.status in ACTIVE:
-        state = ctx.jobs.state(job_id)
-        asked = ctx.jobs.cancel(job_id)  # a running job stops after its current step
-        if not asked or (state is not None and state.status == "queued"):
-            # Waiting for a worker (or left by a process that is gone): it ends now; a
-            # worker that picks it up later finds it cancelled and does nothing.
-            finish(ctx, job_id, "cancelled")
-            if state is not None:
-                state.touch()
+    lifecycle.cancel(ctx, ctx.jobs, get_row(ctx, job_id=job_id),
+                     lambda: finish(ctx, job_id, "cancelled"))
     return get(ctx, job_id=job_id)
 
 
 def resume_all(ctx: Context) -> int:
     """At start: queue again every job a previous process left queued or running."""
-    with ctx.db.begin() as db:
-        ids = list(db.scalars(select(JobRow.id).where(JobRow.status.in_(ACTIVE))
-                              .order_by(JobRow.id)))
-    for job_id in ids:
-        ctx.jobs.submit(job_id)
-    return len(ids)
+    return lifecycle.resume_all(ctx, JobRow, ctx.jobs)
 
 
 def save_row(ctx: Context, job_id: str, **values: object) -> None:
@@ -171,5 +158,6 @@ def save_row(ctx: Context, job_id: str, **values: object) -> None:
 
 def finish(ctx: Context, job_id: str, status: str, error: str | None = None,
            **values: object) -> None:
-    """Record a job's end state."""
-    save_row(ctx, job_id, status=status, error=error, finished_at=utcnow(), **values)
+    """Record a job's end state (retried until it lands: nothing stays running without a
+    driver)."""
+    lifecycle.finish(ctx, JobRow, job_id, status, error, values=values)

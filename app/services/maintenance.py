@@ -116,15 +116,19 @@ async def start(ctx: Context) -> None:
 
 async def _resume_jobs(ctx: Context) -> None:
     """Jobs and fleets left by the previous process, queued again once the database answers."""
-    if ctx.jobs_resumed:
-        return
+    # Each kind is marked resumed as soon as it is, so a failure of the other never queues it
+    # again; and a piece already queued here is never driven twice (Workers.submit).
+    resumed = resumed_fleets = 0
     try:
-        resumed = await asyncio.to_thread(jobs.resume_all, ctx)
-        resumed_fleets = await asyncio.to_thread(fleet.resume_all, ctx)
+        if not ctx.jobs_resumed:
+            resumed = await asyncio.to_thread(jobs.resume_all, ctx)
+            ctx.jobs_resumed = True
+        if not ctx.fleets_resumed:
+            resumed_fleets = await asyncio.to_thread(fleet.resume_all, ctx)
+            ctx.fleets_resumed = True
     except FleetliteError as exc:
         log.warning("resuming jobs and fleets postponed: %s", exc.detail)
         return
-    ctx.jobs_resumed = True
     if resumed or resumed_fleets:
         log.info("resuming %d job(s) and %d fleet(s) left by the previous process", resumed,
                  resumed_fleets)

@@ -12,7 +12,7 @@ from app.db.tables import ModelRow, SessionRow, new_id
 from app.errors import Conflict, PayloadTooLarge
 from app.runtime.interpreter import LiteSession
 from app.runtime.signatures import signatures_as_json, signatures_from_json
-from app.services import rows
+from app.services import rows, usage
 from app.services.context import Context, LoadedModel
 from app.services.pages import Page, paginate
 
@@ -86,6 +86,7 @@ def delete(ctx: Context, *, model_id: str) -> None:
     """Delete a model no session uses; its checkpoints stay downloadable."""
     with ctx.db.begin() as db:
         row = rows.get_in(db, ModelRow, model_id, "model")
+        usage.check_model(db, model_id)
         in_use = db.scalar(select(func.count()).where(SessionRow.model_id == model_id))
         if in_use:
             raise Conflict(f"model '{model_id}' is used by {in_use} session(s); delete them first")

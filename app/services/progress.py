@@ -56,18 +56,13 @@ def _wake(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
-@dataclass(eq=False)
-class JobState(Progress):
-    """A job this process runs: written by its worker thread, read anywhere. `row` is the
-    job's row as loaded when it started, so reads of a running job need no database."""
+@dataclass(eq=False, kw_only=True)
+class WorkState(Progress):
+    """Long work this process runs (a job, a fleet): written by the one thread that drives
+    it, read anywhere. `row` is its row as loaded when it started, so reads of running work
+    need no database."""
 
-    job_id: str
     status: str = "queued"
-    epoch: int = 0
-    step: int = 0
-    total_steps: int = 0
-    epoch_loss: list[float | None] = field(default_factory=list)  # None: not finite
-    checkpoint_ids: list[str] = field(default_factory=list)
     error: str | None = None
     row: Any = None
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -77,24 +72,28 @@ class JobState(Progress):
         Progress.__init__(self)
 
     def interrupted(self) -> bool:
-        """Cancel or stop asked: the job ends after the step under way."""
+        """Cancel or stop asked: the work ends after the step (or round) under way."""
         return self.cancel.is_set() or self.stop.is_set()
 
 
 @dataclass(eq=False)
-class FleetState(Progress):
-    """A fleet this process runs: written by its driver thread, read anywhere."""
+class JobState(WorkState):
+    """A job: its progress in steps and epochs, its epochs' losses and checkpoints."""
+
+    job_id: str
+    epoch: int = 0
+    step: int = 0
+    total_steps: int = 0
+    epoch_loss: list[float | None] = field(default_factory=list)  # None: not finite
+    checkpoint_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class FleetState(WorkState):
+    """A fleet: the round under way and its updates."""
 
     fleet_id: str
-    status: str = "queued"
     round: int = 0
     rounds: int = 0
     updates_done: int = 0
     updates_in_round: int = 0
-    error: str | None = None
-    row: Any = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        Progress.__init__(self)

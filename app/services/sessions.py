@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from app.db.tables import CheckpointRow, SessionRow, new_id, utcnow
+from app.db.tables import CheckpointRow, FleetClientRow, SessionRow, new_id, utcnow
 from app.errors import Conflict, TooManyRequests
 from app.metrics import SESSION_EVICTIONS, SESSION_LOADS
 from app.runtime.codec import Limits
@@ -16,6 +16,7 @@ from app.runtime.session import LiveSession
 from app.services import checkpoints, models, rows
 from app.services.context import Context
 from app.services.pages import Page, paginate
+from app.services.workers import ACTIVE
 
 
 @dataclass
@@ -147,8 +148,21 @@ def _load(ctx: Context, row: SessionRow) -> LiveSession:
     if row.head_checkpoint_id:
         head = checkpoints.get(ctx, checkpoint_id=row.head_checkpoint_id)
     SESSION_LOADS.inc()
-    return _build(ctx, session_id=row.id, user_id=row.user_id, model_id=row.model_id,
+    live = _build(ctx, session_id=row.id, user_id=row.user_id, model_id=row.model_id,
                   start=head)
+    fleet_id = fleet_of(row.id)
+    state = ctx.fleets.state(fleet_id) if fleet_id else None
+    if state is not None and state.status in ACTIVE:
+        live.job_id = fleet_id  # the fleet trains this device: train calls answer 409
+    return live
+
+
+def fleet_of(session_id: str) -> str | None:
+    """The fleet whose device a session is, from its id (ses_<fleet>_<client>), or None."""
+    parts = session_id.split("_")
+    if len(parts) == 3 and len(parts[2]) == 7 and parts[2].isdigit():
+        return f"flt_{parts[1]}"
+    return None
 
 
 def loss_history(ctx: Context, *, session_id: str) -> tuple[int, list[float]]:
@@ -223,9 +237,12 @@ def _evict(ctx: Context, live: LiveSession) -> None:
             ctx.pool.remove_mark(live.id)
 
 
-def drop(ctx: Context, live: LiveSession) -> None:
+def drop(ctx: Context, live: LiveSession, owner: str | None = None) -> None:
     """In the strand: forget a live session whose weights are saved elsewhere (its head
-    moved on): its next call loads it again from the head."""
+    moved on): its next call loads it again from the head. `owner`: the fleet that holds
+    the session (it lets go of it)."""
+    if owner is not None:
+        live.set_job(None, only_if=owner)
     if not live.evicted and live.job_id is None:
         live.evicted = True
         ctx.pool.remove(live.id, live)
@@ -242,14 +259,18 @@ def delete(ctx: Context, *, session_id: str) -> None:
 
 
 def reconcile(ctx: Context) -> None:
-    """At start: a session's counters are those of its head checkpoint (what a load gives)."""
+    """At start: a session's counters are those of its head checkpoint (what a load gives).
+    A fleet's devices are left alone: their rounds' commits are their counters' one writer
+    (a FedAvg device has no head during its fleet, and its steps are still its own)."""
+    devices = SessionRow.id.not_in(select(FleetClientRow.session_id))
     with ctx.db.begin() as db:
         heads = select(CheckpointRow.step).where(
             CheckpointRow.id == SessionRow.head_checkpoint_id).scalar_subquery()
         losses = select(CheckpointRow.loss).where(
             CheckpointRow.id == SessionRow.head_checkpoint_id).scalar_subquery()
         db.execute(update(SessionRow).where(
-            SessionRow.head_checkpoint_id.is_not(None)).values(steps=heads, last_loss=losses))
+            SessionRow.head_checkpoint_id.is_not(None), devices).values(steps=heads,
+                                                                         last_loss=losses))
         db.execute(update(SessionRow).where(
-            SessionRow.head_checkpoint_id.is_(None)).values(steps=0, last_loss=None))
+            SessionRow.head_checkpoint_id.is_(None), devices).values(steps=0, last_loss=None))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,9 @@ from app.services.fleet.plan import FleetPlan
 from app.services.fleet.rows import fleet_prefix
 from app.services.fleet.updates import session_id_for
 from app.services.workers import ACTIVE
+from app.store.blobs import StoreUnavailable
+
+log = logging.getLogger("fleetlite.fleets")
 
 
 @dataclass
@@ -53,7 +57,7 @@ def drop_live_devices(ctx: Context, fleet_id: str) -> None:
     prefix = session_id_for(fleet_id, 0)[:-7]
     for live in ctx.pool.all():
         if live.id.startswith(prefix):
-            live.strand.submit(sessions.drop, ctx, live)
+            live.strand.submit(sessions.drop, ctx, live, fleet_id)
 
 
 def load_clients(ctx: Context, fleet_id: str) -> dict[int, ClientState]:
@@ -190,9 +194,14 @@ def stage_round(ctx: Context, row: FleetRow, fplan: FleetPlan, plan: RoundPlan,
 
 
 def drop(ctx: Context, keys: list[str]) -> None:
-    """Delete a round's blobs: it was never committed."""
+    """Delete a round's blobs: it was never committed. A store that refuses the deletes
+    leaves them to the orphan sweep at the next start (the error that undid the round is
+    the one that matters)."""
     for key in keys:
-        ctx.store.delete(key)
+        try:
+            ctx.store.delete(key)
+        except StoreUnavailable as exc:
+            log.warning("blob %s left to the orphan sweep: %s", key, exc.detail)
 
 
 def _stage_client(staged: StagedRound, row: FleetRow, fplan: FleetPlan, c: int,

@@ -38,6 +38,7 @@ def rounds(ctx: Context, state: FleetState, row: FleetRow, plan: FleetPlan
     """Every round not yet finished, yielding after each; False when cancelled (after the
     round under way) or stopped."""
     spec = plan.spec
+    state.row = row  # the row this loop moves on, round by round: what status reads show
     strategy = plan.strategy()
     clients = commit.load_clients(ctx, row.id)
     personal: dict[str, np.ndarray] = {}

@@ -54,7 +54,7 @@ def evaluate_and_write(ctx: Context, row: FleetRow, evaluator: Evaluator,
     for c in staged.owns:
         live = ctx.pool.get(session_id_for(row.id, c))
         if live is not None:  # loaded by a call meanwhile: its next loads the new head
-            live.strand.submit(sessions.drop, ctx, live)
+            live.strand.submit(sessions.drop, ctx, live, row.id)
     return acc
 
 

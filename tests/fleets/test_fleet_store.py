@@ -1,0 +1,97 @@
+"""A store that refuses writes in the middle of a fleet (remounted read-only, or full) pauses
+the fleet with the reason, makes /readyz fail, and once it takes writes again the fleet goes
+on from its last committed round and ends as its uninterrupted twin. The store is a real
+filesystem: a small tmpfs mounted for the test (the suite runs as root, as CI does)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.config import Settings
+from app.db.migrate import upgrade
+from app.services.fleet import run as fleet_run
+from tests.fleets.support import digits, finish, start, upload_dataset
+from tests.helpers import LiveServer, upload
+
+
+@pytest.fixture
+def mount(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MB tmpfs for the store, unmounted afterwards."""
+    point = tmp_path / "store"
+    point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(point)], check=True)
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+@pytest.fixture
+def server(tmp_path: Path, mount: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+    monkeypatch.setattr(fleet_run, "FIRST_RETRY_S", 0.05)
+    monkeypatch.setattr(fleet_run, "LONGEST_RETRY_S", 0.2)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    live = LiveServer(Settings(database_url=url, store_url=str(mount),  # type: ignore[call-arg]
+                               work_dir=str(tmp_path / "tmp"), autosave_seconds=3600)).start()
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+def _until(check: Callable[[], Any], what: Any, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (got := check()):
+        assert time.monotonic() < deadline, what() if callable(what) else what
+        time.sleep(0.02)
+    return got
+
+
+def _remount(point: Path, mode: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(point)], check=True)
+
+
+def _fill(point: Path) -> Callable[[], None]:
+    filler = point / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=100"],
+                   check=False, capture_output=True)
+    return lambda: filler.unlink()
+
+
+@pytest.mark.parametrize("trouble", ["read-only", "full"])
+def test_a_store_that_refuses_writes_pauses_the_fleet_until_it_takes_them_again(
+        server: LiveServer, mount: Path, mlp_bytes: bytes, trouble: str) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        model = upload(c, mlp_bytes, "mlp")
+        train = upload_dataset(c, "st", digits(300))
+        spec = {"model_id": model, "dataset_id": train, "clients": 6, "clients_per_round": 3,
+                "rounds": 40, "batch_size": 16, "local_epochs": 10, "seed": 2,
+                "personal": ["dense_2/"]}
+        fleet = start(c, "st", **spec)
+        _until(lambda: len(c.get(f"/v1/fleets/{fleet['id']}").json()
+                           ["global_checkpoint_ids"]) >= 2, "no round finished")
+        if trouble == "read-only":
+            _remount(mount, "ro")
+            undo = lambda: _remount(mount, "rw")  # noqa: E731
+        else:
+            undo = _fill(mount)
+        seen: list[Any] = []
+        paused = _until(lambda: (f := c.get(f"/v1/fleets/{fleet['id']}").json())["status"]
+                        == "paused" and f or seen.append(f), lambda: f"the fleet did not pause: {seen[-1:]}")
+        assert "store" in paused["error"] and str(mount) not in paused["error"], paused
+        assert c.get("/readyz").status_code == 503
+        undo()
+        _until(lambda: c.get("/readyz").status_code == 200, "the store did not come back")
+        resumed = finish(c, fleet["id"])
+        twin = finish(c, start(c, "st", **spec)["id"])
+        sha = [[c.get(f"/v1/checkpoints/{k}").json()["sha256"] for k in f["global_checkpoint_ids"]]
+               for f in (resumed, twin)]
+        assert sha[0] == sha[1] and len(sha[0]) == 40
