@@ -29,6 +29,30 @@ def digits_28() -> tuple[np.ndarray, np.ndarray]:
     return np.pad(big, ((0, 0), (2, 2), (2, 2))), digits.target.astype(np.int64)
 
 
+SAMPLE_WRITERS = 20
+SAMPLE_TEST_FRACTION = 0.2
+
+
+def sample_digits(seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """digits.npz and digits_test.npz's arrays: `make demo-fleet`'s split of the digits (a
+    fifth held out), x [n,28,28] float32, y one-hot [n,10]; the population also has `group`,
+    SAMPLE_WRITERS writer-like ids (each with its own mix of digits and its own number of
+    examples, a seeded Dirichlet(0.5) draw) for the `natural` partition."""
+    images, labels = digits_28()
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    cut = int(len(order) * SAMPLE_TEST_FRACTION)
+    test, train = order[:cut], order[cut:]
+    mix = np.random.default_rng(seed + 1).dirichlet(np.full(10, 0.5), SAMPLE_WRITERS)  # [g,10]
+    chance = mix[:, labels[train]].T  # [n, g]: how likely each writer wrote each digit
+    chance /= chance.sum(axis=1, keepdims=True)
+    draws = np.random.default_rng(seed + 2).random(len(train))[:, None]
+    group = np.minimum((chance.cumsum(axis=1) < draws).sum(axis=1), SAMPLE_WRITERS - 1)
+    onehot = np.eye(10, dtype=np.float32)
+    return ({"x": images[train], "y": onehot[labels[train]], "group": group.astype(np.int64)},
+            {"x": images[test], "y": onehot[labels[test]]})
+
+
 def split(labels: np.ndarray, classes: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled train and held-out indices (80/20) of the examples of the given classes."""
     idx = np.flatnonzero(np.isin(labels, classes))

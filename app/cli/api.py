@@ -18,7 +18,7 @@ TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 
 def fail(message: str, code: int = ERROR_EXIT) -> NoReturn:
     """Print `error: message` to stderr and exit with code."""
-    err_console().print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    err_console().print(f"error: {message}", markup=False, highlight=False)
     raise typer.Exit(code)
 
 

@@ -11,7 +11,7 @@ import typer
 from app.cli.api import fail, seg
 from app.cli.groups import Typer
 from app.cli.output import console, fields, show, size, when
-from app.cli.resources import Cursor, Limit, page_params, show_page
+from app.cli.resources import Cursor, Limit, Wide, page_params, show_page
 from app.cli.state import api
 
 checkpoints_app = Typer(help="Checkpoint files written by sessions.")
@@ -30,14 +30,15 @@ def checkpoints_list(
     ctx: typer.Context, user: str,
     session: Annotated[str | None, typer.Option("--session", help="Only this session's.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Only this model's.")] = None,
-    limit: Limit = 50, cursor: Cursor = None,
+    limit: Limit = 50, cursor: Cursor = None, wide: Wide = False,
 ) -> None:
-    """List USER's checkpoints, newest first."""
+    """List USER's checkpoints, newest first (to fit: created, size, session left out first)."""
     params = page_params(limit, cursor, session_id=session, model_id=model)
     page = api(ctx).json("GET", f"/v1/users/{seg(user)}/checkpoints", params=params)
     show_page(ctx, page, ("id", "session", "step", "kind", "label", "size", "created"),
               lambda c: (c["id"], c["session_id"], c["step"], c["kind"], c["label"],
-                         size(c["size_bytes"]), when(c["created_at"])))
+                         size(c["size_bytes"]), when(c["created_at"])),
+              drop=("created", "size", "session"))
 
 
 @checkpoints_app.command("create")
@@ -82,4 +83,4 @@ def checkpoints_download(
         show(ctx, {**meta, "path": str(out)}, render_checkpoint)
     else:
         console().print(f"wrote {out} ({size(meta['size_bytes'])}, sha256 {meta['sha256']} "
-                        "verified)", markup=False, soft_wrap=True)
+                        "verified)", markup=False)

@@ -7,10 +7,11 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import MofNCompleteColumn, TextColumn
 
 from app.cli.api import Api, seg
-from app.cli.follow import ACTIVE, bar_column
+from app.cli.bars import Elapsed, fit, live
+from app.cli.follow import ACTIVE
 from app.cli.output import console, duration, fields, loss, pct, seconds, table, when
 from app.cli.state import api, hint
 
@@ -28,8 +29,12 @@ def named(spec: dict[str, Any] | None, key: str) -> str:
     return f"{spec.get(key)}" + (f" ({params})" if params else "")
 
 
-def round_score(r: dict[str, Any]) -> str:
-    """A finished round in a few words: its loss and accuracy."""
+def round_score(r: dict[str, Any], short: bool = False) -> str:
+    """A finished round in a few words: its loss and accuracy (short: for a narrow bar)."""
+    if short:
+        acc = (f"acc {pct(r['global_accuracy'])}" if r["global_accuracy"] is not None
+               else f"clients {pct((r['client_accuracy'] or {}).get('mean'))}")
+        return f"r{r['round']} loss {loss(r['train_loss'])} {acc}"
     acc = (f"global accuracy {pct(r['global_accuracy'])}" if r["global_accuracy"] is not None
            else f"clients' accuracy {pct((r['client_accuracy'] or {}).get('mean'))}")
     return f"round {r['round']}: loss {loss(r['train_loss'])}, {acc}"
@@ -37,37 +42,40 @@ def round_score(r: dict[str, Any]) -> str:
 
 class FleetBar:
     """Two live bars: the rounds finished (with the last one's loss and accuracy), and the
-    client updates done in the round under way."""
+    client updates done in the round under way. On a narrow terminal the bar shrinks and the
+    note shortens, then goes, so that the counts and the elapsed time stay whole."""
 
     def __init__(self, fleet: dict[str, Any], client: Api, out: Console | None = None) -> None:
         self.client, self.finished = client, 0
-        self.progress = Progress(
-            TextColumn("{task.description:<9}"), bar_column(), MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]:<7}"), TextColumn("{task.fields[note]}"),
-            TimeElapsedColumn(), console=out or console())
+        self.progress, self.bar = live(
+            MofNCompleteColumn(), TextColumn("{task.fields[unit]:<7}"),
+            TextColumn("{task.fields[note]}"), Elapsed(), out=out or console())
         p = fleet["progress"]
         self.rounds = self.progress.add_task(fleet["status"], total=p["rounds"], unit="rounds",
                                              note="")
         self.updates = self.progress.add_task("round 1", total=None, unit="updates", note="",
                                               visible=False)
+        self.notes: list[str] = [""]
 
-    def last_round(self, fleet_id: str) -> str:
-        """The last finished round in a few words; nothing if it cannot be had."""
+    def last_round(self, fleet_id: str) -> list[str]:
+        """The last finished round in a few words, then in fewer; nothing if it cannot be
+        had."""
         items = (self.client.json_or_none(f"/v1/fleets/{seg(fleet_id)}/rounds")
                  or {}).get("items")
-        return f"last {round_score(items[-1])}" if items else ""
+        return [f"last {round_score(items[-1])}", round_score(items[-1], short=True), ""
+                ] if items else [""]
 
     def update(self, fleet: dict[str, Any]) -> None:
         """Move the bars to the fleet's progress."""
         p, done = fleet["progress"], len(fleet["global_checkpoint_ids"])
-        changes: dict[str, Any] = {}
         if done != self.finished:
-            self.finished, changes["note"] = done, self.last_round(fleet["id"])
+            self.finished, self.notes = done, self.last_round(fleet["id"])
         self.progress.update(self.rounds, description=fleet["status"], completed=done,
-                             total=p["rounds"], **changes)
+                             total=p["rounds"])
         self.progress.update(self.updates, description=f"round {p['round']}",
                              completed=p["updates_done"], total=p["updates_in_round"] or None,
                              visible=fleet["status"] in ACTIVE and p["round"] > 0)
+        fit(self.progress, self.bar, self.rounds, [{"note": note} for note in self.notes])
 
 
 def headline(f: dict[str, Any]) -> None:
@@ -76,9 +84,9 @@ def headline(f: dict[str, Any]) -> None:
     s, out = f["spec"], console()
     out.print(f"fleet {f['id']} {f['status']}{duration(f)}: {len(f['global_checkpoint_ids'])}/"
               f"{s['rounds']} rounds, {s['clients_per_round']} of {s['clients']} clients per "
-              f"round, {s['strategy']['name']}", markup=False, soft_wrap=True)
+              f"round, {s['strategy']['name']}", markup=False)
     if f.get("error"):
-        out.print(f"error: {f['error']}", markup=False, soft_wrap=True)
+        out.print(f"error: {f['error']}", markup=False)
 
 
 def render_fleet(ctx: typer.Context, f: dict[str, Any]) -> None:
@@ -126,8 +134,7 @@ def render_summary(report: dict[str, Any]) -> None:
         fields([("final", "none: the fleet did not reach its end"),
                 ("last accuracy", pct(curve[-1]) if curve else None)])
     hours = report.get("virtual_hours")
-    fields([("virtual time", f"{hours:.3g} h ({seconds(hours * 3600)})"
-             if hours is not None else None)])
+    fields([("virtual time", seconds(hours * 3600) if hours is not None else None)])
 
 
 def render_links(ctx: typer.Context, fleet_id: str) -> None:
@@ -163,10 +170,13 @@ def round_row(r: dict[str, Any]) -> tuple[Any, ...]:
             f"{len(r['completed'])}/{len(r['selected'])}", seconds(r["virtual_end_s"]))
 
 
-ROUND_COLUMNS = ("round", "train loss", "global acc", "clients' mean acc",
-                 "completed/selected", "virtual end")
+ROUND_COLUMNS = ("round", "train loss", "global acc", "clients' mean", "completed of selected",
+                 "virtual end")
+ROUND_DROP = ("clients' mean", "completed of selected")  # left out first to fit the terminal
 CLIENT_COLUMNS = ("client", "device", "train", "holdout", "labels", "rounds", "global acc",
                   "personal acc", "session")
+CLIENT_DROP = ("labels", "holdout", "rounds", "device", "session")
+DEVICE_DROP = ("charge %/h", "radio J/MB", "battery Wh", "train W", "up kbps")
 
 
 def client_row(c: dict[str, Any]) -> tuple[Any, ...]:
@@ -196,6 +206,6 @@ def render_devices(ctx: typer.Context, doc: dict[str, Any]) -> None:
 
     table(("class", "mix", "train speed", *(label for label, _ in DEVICE_FIGURES)),
           [(name, pct(mix.get(name)), speed(c), *(figure(c, key) for _, key in DEVICE_FIGURES))
-           for name, c in doc["classes"].items()])
+           for name, c in doc["classes"].items()], DEVICE_DROP)
     console().print(f"* an assumption; every figure's basis and source: "
-                    f"{hint(ctx, '--json', 'devices')}", markup=False, soft_wrap=True)
+                    f"{hint(ctx, '--json', 'devices')}", markup=False)

@@ -11,9 +11,12 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from app.cli.api import fail, seg
+from app.cli.compare import fleets_compare
 from app.cli.fleet_views import (
     CLIENT_COLUMNS,
+    CLIENT_DROP,
     ROUND_COLUMNS,
+    ROUND_DROP,
     FleetBar,
     client_row,
     headline,
@@ -34,13 +37,15 @@ from app.cli.follow import (
 )
 from app.cli.groups import Typer
 from app.cli.output import fields, show, when
-from app.cli.resources import Cursor, Limit, page_params, show_page
+from app.cli.resources import Cursor, Limit, Wide, page_params, show_page
 from app.cli.state import api, hint
 
 fleets_app = Typer(help="Fleets: simulated devices trained in federated rounds.")
 STOPS = "after the round under way"
 PARTITIONS = ("iid", "dirichlet", "shards", "natural")
 PARTITION_OF = {"alpha": "dirichlet", "classes_per_client": "shards", "by": "natural"}
+MODES = ("sync", "async")
+PER_ROUND = 10  # clients a round unless said: the server's default, or all of fewer clients
 
 
 def read_spec(file: Path | None) -> dict[str, Any]:
@@ -97,6 +102,19 @@ def strategy(current: dict[str, Any] | None, name: str | None,
     return base
 
 
+def asynchronous(spec: dict[str, Any], name: str | None, mode: str | None,
+                 concurrency: int | None, buffer_size: int | None) -> dict[str, Any]:
+    """The spec's name, mode and async settings with the flags applied."""
+    if mode is not None and mode not in MODES:
+        fail(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
+    settings = {k: v for k, v in (("concurrency", concurrency), ("buffer_size", buffer_size))
+                if v is not None}
+    out: dict[str, Any] = {k: v for k, v in (("name", name), ("mode", mode)) if v is not None}
+    if settings:
+        out["async"] = {**(spec.get("async") or {}), **settings}
+    return out
+
+
 def fleet_done(ctx: typer.Context, fleet: dict[str, Any]) -> NoReturn:
     """Print a finished fleet, then its report's summary; exit 0 if it succeeded, 1 if not."""
     def render(f: dict[str, Any]) -> None:
@@ -124,10 +142,13 @@ def fleets_run(
         "--dataset", help="The population's examples (one of USER's datasets).")] = None,
     test_dataset: Annotated[str | None, typer.Option(
         "--test-dataset", help="Pooled held-out examples for the global accuracy.")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="A name to tell the fleet by in lists, pages and compare.")] = None,
     clients: Annotated[int | None, typer.Option("--clients", min=1, help="Devices (default 10).")
                        ] = None,
     per_round: Annotated[int | None, typer.Option(
-        "--per-round", min=1, help="Clients sampled each round (default 10).")] = None,
+        "--per-round", min=1, help="Clients sampled each round (default min(10, clients)).")
+                         ] = None,
     rounds: Annotated[int | None, typer.Option("--rounds", min=1, help="(default 10)")] = None,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", min=1, help="Local epochs of each client update (default 1).")] = None,
@@ -156,6 +177,12 @@ def fleets_run(
         "--finetune-epochs", min=0, help="Epochs each client trains alone at the end (default 0).")
                                ] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="(default 0)")] = None,
+    mode: Annotated[str | None, typer.Option(
+        "--mode", help="sync (rounds) or async (updates applied as they arrive).")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        "--concurrency", min=1, help="async: client updates under way at once.")] = None,
+    buffer_size: Annotated[int | None, typer.Option(
+        "--buffer-size", min=1, help="async: updates aggregated together (FedBuff).")] = None,
     spec_file: Annotated[Path | None, typer.Option(
         "--spec", metavar="FILE.json", exists=True, dir_okay=False, readable=True,
         help="A whole FleetSpec as JSON; the flags override it.")] = None,
@@ -176,6 +203,9 @@ def fleets_run(
                  if v is not None}),
              "strategy": strategy(spec.get("strategy"), strategy_name, params or [])}
     spec.update({k: v for k, v in flags.items() if v is not None})
+    spec.update(asynchronous(spec, name, mode, concurrency, buffer_size))
+    if "clients_per_round" not in spec and "clients" in spec:
+        spec["clients_per_round"] = min(PER_ROUND, spec["clients"])
     for key, flag in (("model_id", "--model"), ("dataset_id", "--dataset")):
         if not spec.get(key):
             fail(f"{flag} is missing (or {key} in --spec)")
@@ -203,16 +233,18 @@ def fleets_show(ctx: typer.Context, fleet_id: str) -> None:
 
 
 @fleets_app.command("list")
-def fleets_list(ctx: typer.Context, user: str, limit: Limit = 50, cursor: Cursor = None
-                ) -> None:
-    """List USER's fleets, newest first."""
+def fleets_list(ctx: typer.Context, user: str, limit: Limit = 50, cursor: Cursor = None,
+                wide: Wide = False) -> None:
+    """List USER's fleets, newest first (to fit: created, clients, strategy, name left out
+    first)."""
     page = api(ctx).json("GET", f"/v1/users/{seg(user)}/fleets",
                          params=page_params(limit, cursor))
-    show_page(ctx, page, ("id", "status", "rounds", "clients", "strategy", "created"),
-              lambda f: (f["id"], f["status"],
+    show_page(ctx, page, ("id", "name", "status", "rounds", "clients", "strategy", "created"),
+              lambda f: (f["id"], f["spec"].get("name") or "-", f["status"],
                          f"{len(f['global_checkpoint_ids'])}/{f['spec']['rounds']}",
                          f"{f['spec']['clients_per_round']}/{f['spec']['clients']}",
-                         f["spec"]["strategy"]["name"], when(f["created_at"])))
+                         f["spec"]["strategy"]["name"], when(f["created_at"])),
+              drop=("created", "clients", "strategy", "name"))
 
 
 @fleets_app.command("cancel")
@@ -222,29 +254,35 @@ def fleets_cancel(ctx: typer.Context, fleet_id: str) -> None:
 
 
 @fleets_app.command("rounds")
-def fleets_rounds(ctx: typer.Context, fleet_id: str) -> None:
-    """Every finished round: loss, accuracy, updates completed of those selected, virtual end."""
+def fleets_rounds(ctx: typer.Context, fleet_id: str, wide: Wide = False) -> None:
+    """Every finished round: loss, accuracy, updates completed of those selected, virtual end
+    (to fit: the clients' mean accuracy, then the updates left out first)."""
     page = api(ctx).json("GET", f"/v1/fleets/{seg(fleet_id)}/rounds")
-    show_page(ctx, page, ROUND_COLUMNS, round_row)
+    show_page(ctx, page, ROUND_COLUMNS, round_row, ROUND_DROP)
 
 
 @fleets_app.command("clients")
 def fleets_clients(ctx: typer.Context, fleet_id: str, limit: Limit = 50,
-                   cursor: Cursor = None) -> None:
+                   cursor: Cursor = None, wide: Wide = False) -> None:
     """The fleet's clients: device, examples, labels, rounds, global vs personalized accuracy
-    on their held-out examples, and the session that holds each one's personalized model."""
+    on their held-out examples, and the session that holds each one's personalized model (to
+    fit: labels, holdout, rounds, device, session left out first)."""
     page = api(ctx).json("GET", f"/v1/fleets/{seg(fleet_id)}/clients",
                          params=page_params(limit, cursor))
-    show_page(ctx, page, CLIENT_COLUMNS, client_row)
+    show_page(ctx, page, CLIENT_COLUMNS, client_row, CLIENT_DROP)
 
 
 @fleets_app.command("report")
-def fleets_report(ctx: typer.Context, fleet_id: str) -> None:
+def fleets_report(ctx: typer.Context, fleet_id: str, wide: Wide = False) -> None:
     """The report: final accuracy, whom personalization helped or hurt, per device class."""
     show(ctx, api(ctx).json("GET", f"/v1/fleets/{seg(fleet_id)}/report"),
          lambda r: render_report(ctx, r))
 
 
-def devices(ctx: typer.Context) -> None:
-    """The built-in device catalogue of the virtual clock: one row per device class."""
+def devices(ctx: typer.Context, wide: Wide = False) -> None:
+    """The built-in device catalogue of the virtual clock: one row per device class (to fit:
+    charge, radio, battery, train power, upload left out first)."""
     show(ctx, api(ctx).json("GET", "/v1/devices"), lambda d: render_devices(ctx, d))
+
+
+fleets_app.command("compare")(fleets_compare)

@@ -17,7 +17,7 @@ from typing import Any, NoReturn, Protocol
 import httpx
 import typer
 from httpx_sse import EventSource
-from rich.progress import BarColumn, Progress
+from rich.progress import Progress
 
 from app.cli.api import Api, fail, seg
 from app.cli.output import err_console, fields, show
@@ -35,14 +35,6 @@ class Bar(Protocol):
 
     def update(self, state: dict[str, Any]) -> None:
         """Show this state."""
-
-
-def bar_column() -> BarColumn:
-    """The bar itself, in basic ANSI colours: rich's defaults (rgb green when finished, over
-    grey23) both fall to bright black in a 16-colour terminal, where a finished bar looks like
-    an empty one."""
-    return BarColumn(style="bright_black", complete_style="magenta", finished_style="green",
-                     pulse_style="magenta")
 
 
 def path(noun: str, item_id: str) -> str:
@@ -98,7 +90,7 @@ def ctrl_c() -> Iterator[None]:
 def following(noun: str, item_id: str, then: str) -> None:
     """Say on stderr that the command now follows the work and what Ctrl-C does (said once
     Ctrl-C is handled, so a script may wait for this line before sending it)."""
-    err_console().print(f"following {noun} {item_id} ({then})", markup=False, soft_wrap=True)
+    err_console().print(f"following {noun} {item_id} ({then})", markup=False)
 
 
 def follow(ctx: typer.Context, noun: str, item: dict[str, Any],
@@ -153,7 +145,7 @@ def follow_existing(ctx: typer.Context, noun: str, item_id: str,
             pass
     err_console().print(f"stopped following; {noun} {item_id} goes on "
                         f"({hint(ctx, f'{noun}s', 'cancel', item_id)} stops it)",
-                        markup=False, soft_wrap=True)
+                        markup=False)
     raise typer.Exit(INTERRUPTED)
 
 

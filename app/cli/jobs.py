@@ -6,11 +6,11 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import MofNCompleteColumn, TextColumn
 
-from app.cli.api import seg
+from app.cli.api import Api, seg
+from app.cli.bars import Elapsed, fit, live
 from app.cli.follow import (
-    bar_column,
     follow_existing,
     run_to_end,
     show_cancelled,
@@ -19,31 +19,34 @@ from app.cli.follow import (
 )
 from app.cli.groups import Typer
 from app.cli.output import console, duration, fields, loss, show, table, when
-from app.cli.resources import Cursor, Limit, page_params, show_page
+from app.cli.resources import Cursor, Limit, Wide, page_params, show_page
 from app.cli.state import api, hint
 
 jobs_app = Typer(help="Training jobs that run on the server.")
 MAX_EPOCH_ROWS, HEAD_ROWS = 20, 5  # longer jobs list the first 5 and the last 15 epochs
+DEFAULT_BATCH = 32
 
 
 class ProgressBar:
-    """A live bar: steps of total_steps, the epoch under way and the last epoch's loss."""
+    """A live bar: steps of total_steps, the epoch under way and the last epoch's loss; the
+    labels shorten, then go, to keep the count and the elapsed time on a narrow terminal."""
 
     def __init__(self, job: dict[str, Any], out: Console | None = None) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description:<9}"), bar_column(), MofNCompleteColumn(),
-            TextColumn("steps  epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-            TextColumn("last epoch loss {task.fields[loss]}"), TimeElapsedColumn(),
-            console=out or console())
+        self.progress, self.bar = live(MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+                                       Elapsed(), out=out or console())
         self.task = self.progress.add_task(job["status"], total=job["progress"]["total_steps"],
-                                           epoch=0, epochs=job["epochs"], loss="-")
+                                           note="steps")
 
     def update(self, job: dict[str, Any]) -> None:
         """Move the bar to the job's progress."""
-        losses = job["metrics"].get("epoch_loss") or [None]
+        last = loss((job["metrics"].get("epoch_loss") or [None])[-1])
         p = job["progress"]
         self.progress.update(self.task, description=job["status"], completed=p["step"],
-                             total=p["total_steps"], epoch=p["epoch"], loss=loss(losses[-1]))
+                             total=p["total_steps"])
+        epoch = f"{p['epoch']}/{job['epochs']}"
+        fit(self.progress, self.bar, self.task, [
+            {"note": f"steps  epoch {epoch}  last epoch loss {last}"},
+            {"note": f"steps ep {epoch} loss {last}"}, {"note": "steps"}])
 
 
 def epoch_rows(n: int) -> list[int | None]:
@@ -59,9 +62,9 @@ def render_job(ctx: typer.Context, job: dict[str, Any]) -> None:
     p = job["progress"]
     out.print(f"job {job['id']} {job['status']}{duration(job)}: {p['step']}/{p['total_steps']} "
               f"steps, {len(job['checkpoint_ids'])}/{job['epochs']} epochs, batch size "
-              f"{job['batch_size']}", markup=False, soft_wrap=True)
+              f"{job['batch_size']}", markup=False)
     if job.get("error"):
-        out.print(f"error: {job['error']}", markup=False, soft_wrap=True)
+        out.print(f"error: {job['error']}", markup=False)
     losses, ckpts = job["metrics"].get("epoch_loss", []), job["checkpoint_ids"]
     if losses:
         table(("epoch", "loss", "checkpoint"),
@@ -70,10 +73,20 @@ def render_job(ctx: typer.Context, job: dict[str, Any]) -> None:
                for i in epoch_rows(len(losses))))
         if len(losses) > MAX_EPOCH_ROWS:
             every = hint(ctx, "--json", "jobs", "show", job["id"])
-            out.print(f"(all {len(losses)} epochs: {every})", markup=False, soft_wrap=True)
+            out.print(f"(all {len(losses)} epochs: {every})", markup=False)
     fields([("session", job["session_id"]), ("dataset", job["dataset_id"]),
             ("created", when(job["created_at"])),
             ("loss chart", api(ctx).absolute(job["links"]["loss_svg"]) if losses else None)])
+
+
+def model_batch_size(client: Api, session_id: str) -> int:
+    """The batch size the session's model fixes in its train signature's first input, or
+    DEFAULT_BATCH when that dimension is open (-1)."""
+    session = client.json("GET", f"/v1/sessions/{seg(session_id)}")
+    model = client.json("GET", f"/v1/models/{seg(session['model_id'])}")
+    inputs = ((model.get("signatures") or {}).get("train") or {}).get("inputs") or {}
+    first = [spec["shape"][0] for spec in inputs.values() if spec.get("shape")]
+    return first[0] if first and first[0] > 0 else DEFAULT_BATCH
 
 
 def job_done(ctx: typer.Context, job: dict[str, Any]) -> NoReturn:
@@ -85,8 +98,10 @@ def job_done(ctx: typer.Context, job: dict[str, Any]) -> NoReturn:
 def jobs_run(
     ctx: typer.Context, session_id: str,
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset id of the same user.")],
-    epochs: Annotated[int, typer.Option("--epochs", min=1)],
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)],
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 1,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", min=1, show_default=False,
+        help="Default: the batch size the model's train signature fixes, else 32.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Shuffle seed.")] = None,
     shuffle: Annotated[bool, typer.Option("--shuffle/--no-shuffle")] = True,
     detach: Annotated[bool, typer.Option("--detach", help="Start it and return.")] = False,
@@ -96,6 +111,8 @@ def jobs_run(
     Exits 0 when the job succeeds, 1 when it fails or is cancelled; Ctrl-C cancels it (130).
     """
     client = api(ctx)
+    if batch_size is None:
+        batch_size = model_batch_size(client, session_id)
     body = {"dataset_id": dataset, "epochs": epochs, "batch_size": batch_size,
             "shuffle": shuffle, **({"seed": seed} if seed is not None else {})}
     job = client.json("POST", f"/v1/sessions/{seg(session_id)}/jobs", json=body)
@@ -127,11 +144,13 @@ def jobs_cancel(ctx: typer.Context, job_id: str) -> None:
 
 
 @jobs_app.command("list")
-def jobs_list(ctx: typer.Context, user: str, limit: Limit = 50, cursor: Cursor = None) -> None:
-    """List USER's jobs, newest first."""
+def jobs_list(ctx: typer.Context, user: str, limit: Limit = 50, cursor: Cursor = None,
+              wide: Wide = False) -> None:
+    """List USER's jobs, newest first (to fit: session, epochs left out first)."""
     page = api(ctx).json("GET", f"/v1/users/{seg(user)}/jobs", params=page_params(limit, cursor))
     show_page(ctx, page, ("id", "session", "status", "steps", "epochs", "last loss"),
               lambda j: (j["id"], j["session_id"], j["status"],
                          f"{j['progress']['step']}/{j['progress']['total_steps']}",
                          f"{len(j['checkpoint_ids'])}/{j['epochs']}",
-                         loss((j["metrics"].get("epoch_loss") or [None])[-1])))
+                         loss((j["metrics"].get("epoch_loss") or [None])[-1])),
+              drop=("session", "epochs"))

@@ -13,6 +13,7 @@ from app.cli.convert import convert
 from app.cli.fleets import devices, fleets_app
 from app.cli.groups import Typer
 from app.cli.jobs import jobs_app
+from app.cli.output import ALL_COLUMNS
 from app.cli.privacy import privacy_app
 from app.cli.resources import datasets_app, models_app, sessions_app
 from app.cli.state import TOKEN_WORDS, State
@@ -45,6 +46,7 @@ def options(
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON answers.")] = False,
 ) -> None:
     """Global options, read before any command."""
+    ALL_COLUMNS.set(False)  # a list's --wide sets it; in-process runs share the thread
     client = Api(url, token)
     ctx.call_on_close(client.close)
     repeat = [] if url == DEFAULT_URL else ["--url", shlex.quote(url)]

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -15,6 +16,9 @@ from rich.table import Table
 
 WIDE = 200  # width when not on a terminal and COLUMNS is unset: nothing to fit
 GAP = 2  # spaces between table columns
+WHOLE = 12  # cells up to this long are never wrapped
+# --wide: every column of a table, however wide; set by the option's callback, per invocation
+ALL_COLUMNS: ContextVar[bool] = ContextVar("ALL_COLUMNS", default=False)
 
 
 def _width(stream: TextIO) -> int | None:
@@ -49,21 +53,36 @@ def show(ctx: typer.Context, data: Any, render: Callable[[Any], None]) -> None:
 
 
 def fields(pairs: Iterable[tuple[str, Any]]) -> None:
-    """Print aligned `key  value` lines, skipping empty values; long values are never cut."""
+    """Print aligned `key  value` lines, skipping empty values. A value is never cut nor
+    broken (an id, a link, a command stay whole to copy): one too long for the line goes on
+    a line of its own under its key, and one longer still passes the terminal's width."""
     out = console()
     for key, value in pairs:
         if value is not None and value != "":
-            out.print(f"{key:<14} {value}", markup=False, soft_wrap=True)
+            line = f"{key:<14} {value}"
+            if len(line) > out.width:
+                line = f"{key}\n  {value}"
+            out.print(line, markup=False, soft_wrap=True)
+
+
+def _unbroken(text: str, header: bool) -> int:
+    """The width a cell needs: its longest word, or all of it when it is a short value (a
+    number with its unit, `8.9 s`, reads badly split; a header may wrap)."""
+    if not header and len(text) <= WHOLE:
+        return len(text)
+    return max((len(w) for w in text.split()), default=0)
 
 
 def _widths(columns: Sequence[str], cells: list[list[str]], room: int) -> list[int] | None:
     """Column widths that fit room and never split a word, or None when none do.
 
-    Every column is at least as wide as its longest word (so an id, anywhere, stays whole);
+    Every column is at least as wide as its longest word (so an id, anywhere, stays whole)
+    and its short cells;
     the space left goes first to the columns that need the least to show their longest cell.
     """
     texts = [[name, *(row[i] for row in cells)] for i, name in enumerate(columns)]
-    widths = [max(len(w) for text in column for w in text.split() or [""]) for column in texts]
+    widths = [max(_unbroken(text, header=n == 0) for n, text in enumerate(column))
+              for column in texts]
     full = [max(len(text) for text in column) for column in texts]
     left = room - GAP * (len(columns) - 1) - sum(widths)
     if left < 0:
@@ -75,28 +94,43 @@ def _widths(columns: Sequence[str], cells: list[list[str]], room: int) -> list[i
     return widths
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]],
+          drop: Sequence[str] = ()) -> None:
     """Print a table, or `(none)`. Cells wrap between words, never inside one, so ids are
-    whole at any width; too narrow for that, one block of `key  value` lines per row."""
+    whole at any width; too narrow for that, the columns named in drop are left out, in that
+    order, until it fits (--wide keeps them all), and stderr says which."""
     cells = [["" if v is None else str(v) for v in row] for row in rows]
     out = console()
     if not cells:
         out.print("(none)")
         return
+    keep = list(range(len(columns)))
     widths = _widths(columns, cells, out.width)
-    if widths is None:
-        for n, row in enumerate(cells):
-            if n:
-                out.print()
-            fields(zip(columns, row, strict=True))
-        return
+    left_out = []
+    for name in [] if ALL_COLUMNS.get() else drop:
+        if widths is not None:
+            break
+        keep.remove(list(columns).index(name))
+        left_out.append(name)
+        widths = _widths([columns[i] for i in keep], [[r[i] for i in keep] for r in cells],
+                         out.width)
+    if widths is None:  # --wide, or nothing left to drop: the longest words side by side
+        widths = _widths([columns[i] for i in keep], [[r[i] for i in keep] for r in cells],
+                         10**6)
+        assert widths is not None
     # fixed widths: rich's own shrinking would split words, ids included
     grid = Table(box=None, header_style="bold", pad_edge=False, padding=(0, GAP // 2))
-    for name, width in zip(columns, widths, strict=True):
-        grid.add_column(name, width=width, overflow="fold")
+    for i, width in zip(keep, widths, strict=True):
+        grid.add_column(columns[i], width=width, overflow="fold")
     for row in cells:
-        grid.add_row(*row)
+        grid.add_row(*(row[i] for i in keep))
+    if ALL_COLUMNS.get():
+        out = Console(file=out.file, highlight=False, width=max(out.width, GAP * len(keep)
+                                                                 + sum(widths)))
     out.print(grid)
+    if left_out:
+        err_console().print(f"(left out to fit {out.width} columns: {', '.join(left_out)}; "
+                            "--wide shows every column)", markup=False)
 
 
 def loss(value: float | None) -> str:
@@ -110,12 +144,15 @@ def pct(value: float | None) -> str:
 
 
 def seconds(value: float | None) -> str:
-    """A span of (virtual) time for humans: `42.0 s`, `12.5 min`, `3.20 h`."""
+    """A span of (virtual) time in the unit its size calls for: `350 ms`, `57.1 s`,
+    `12.5 min`, `3.2 h`, `4.5 days`. Every duration the CLI prints goes through here."""
     if value is None:
         return "-"
-    if value < 120:
-        return f"{value:.1f} s"
-    return f"{value / 60:.1f} min" if value < 7200 else f"{value / 3600:.2f} h"
+    for limit, unit, per in ((1, "ms", 0.001), (120, "s", 1), (7200, "min", 60),
+                             (172800, "h", 3600)):
+        if abs(value) < limit:
+            return f"{value / per:.0f} ms" if unit == "ms" else f"{value / per:.1f} {unit}"
+    return f"{value / 86400:.1f} days"
 
 
 def size(n: int) -> str:
@@ -140,4 +177,4 @@ def duration(item: dict[str, Any]) -> str:
     if not (item.get("started_at") and item.get("finished_at")):
         return ""
     span = datetime.fromisoformat(item["finished_at"]) - datetime.fromisoformat(item["started_at"])
-    return f" in {span.total_seconds():.1f} s"
+    return f" in {seconds(span.total_seconds())}"

@@ -11,7 +11,18 @@ import typer
 from app import quiet
 from app.cli.api import fail, seg
 from app.cli.groups import Typer
-from app.cli.output import err_console, fields, loss, print_json, show, size, table, when
+from app.cli.output import (
+    ALL_COLUMNS,
+    err_console,
+    fields,
+    loss,
+    print_json,
+    show,
+    size,
+    table,
+    when,
+)
+from app.cli.sample import datasets_sample
 from app.cli.state import api, rerun
 
 models_app = Typer(help="Base .tflite models.")
@@ -23,6 +34,16 @@ Limit = Annotated[int, typer.Option(min=1, max=500, help="Items per page.")]
 Cursor = Annotated[str | None, typer.Option(help="next_cursor of the previous page.")]
 
 
+def _all_columns(wide: bool) -> bool:
+    ALL_COLUMNS.set(wide)
+    return wide
+
+
+Wide = Annotated[bool, typer.Option(
+    "--wide", callback=_all_columns,
+    help="Every column, however wide (else columns are left out to fit the terminal).")]
+
+
 def page_params(limit: int, cursor: str | None, **filters: str | None) -> dict[str, Any]:
     """Query parameters of a list call, without the unset ones."""
     params: dict[str, Any] = {"limit": limit, "cursor": cursor, **filters}
@@ -30,12 +51,13 @@ def page_params(limit: int, cursor: str | None, **filters: str | None) -> dict[s
 
 
 def show_page(ctx: typer.Context, page: dict[str, Any], columns: Sequence[str],
-              row: Callable[[dict[str, Any]], Sequence[Any]]) -> None:
-    """Print one page of a list, and on stderr the command for the next page, if any."""
+              row: Callable[[dict[str, Any]], Sequence[Any]], drop: Sequence[str] = ()) -> None:
+    """Print one page of a list (leaving out the columns in drop, in that order, to fit),
+    and on stderr the command for the next page, if any."""
     if ctx.obj.as_json:
         print_json(page)
         return
-    table(columns, (row(item) for item in page["items"]))
+    table(columns, (row(item) for item in page["items"]), drop)
     if page.get("next_cursor"):
         err_console().print(f"more: {rerun(ctx, cursor=page['next_cursor'])}", markup=False,
                             soft_wrap=True)
@@ -88,12 +110,14 @@ def models_upload(ctx: typer.Context, file: ExistingFile,
 
 
 @models_app.command("list")
-def models_list(ctx: typer.Context, limit: Limit = 50, cursor: Cursor = None) -> None:
-    """List base models, newest first."""
+def models_list(ctx: typer.Context, limit: Limit = 50, cursor: Cursor = None,
+                wide: Wide = False) -> None:
+    """List base models, newest first (to fit: created, signatures, size left out first)."""
     page = api(ctx).json("GET", "/v1/models", params=page_params(limit, cursor))
     show_page(ctx, page, ("id", "name", "size", "signatures", "created"),
               lambda m: (m["id"], m["name"], size(m["size_bytes"]),
-                         ", ".join(sorted(m["signatures"])), when(m["created_at"])))
+                         ", ".join(sorted(m["signatures"])), when(m["created_at"])),
+              drop=("created", "signatures", "size"))
 
 
 @models_app.command("build")
@@ -125,13 +149,13 @@ def sessions_create(
 
 @sessions_app.command("list")
 def sessions_list(ctx: typer.Context, user: str, limit: Limit = 50,
-                  cursor: Cursor = None) -> None:
-    """List USER's sessions, newest first."""
+                  cursor: Cursor = None, wide: Wide = False) -> None:
+    """List USER's sessions, newest first (to fit: updated, model left out first)."""
     page = api(ctx).json("GET", f"/v1/users/{seg(user)}/sessions",
                          params=page_params(limit, cursor))
     show_page(ctx, page, ("id", "model", "steps", "last loss", "updated"),
               lambda s: (s["id"], s["model_id"], s["steps"], loss(s["last_loss"]),
-                         when(s["updated_at"])))
+                         when(s["updated_at"])), drop=("updated", "model"))
 
 
 @sessions_app.command("show")
@@ -157,11 +181,14 @@ def datasets_upload(
 
 @datasets_app.command("list")
 def datasets_list(ctx: typer.Context, user: str, limit: Limit = 50,
-                  cursor: Cursor = None) -> None:
-    """List USER's datasets, newest first."""
+                  cursor: Cursor = None, wide: Wide = False) -> None:
+    """List USER's datasets, newest first (to fit: size, arrays left out first)."""
     page = api(ctx).json("GET", f"/v1/users/{seg(user)}/datasets",
                          params=page_params(limit, cursor))
     show_page(ctx, page, ("id", "name", "examples", "arrays", "size"),
               lambda d: (d["id"], d["name"], d["num_examples"],
                          ", ".join(f"{k} {tensor(v)}" for k, v in d["arrays"].items()),
-                         size(d["size_bytes"])))
+                         size(d["size_bytes"])), drop=("size", "arrays"))
+
+
+datasets_app.command("sample")(datasets_sample)

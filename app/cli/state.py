@@ -39,7 +39,7 @@ def hint(ctx: typer.Context, *words: str) -> str:
         state.token_noted = True  # once per invocation, on stderr so stdout stays parseable
         err_console().print(f'note: the commands printed pass {TOKEN_WORDS} rather than the '
                             "token itself; export FLEETLITE_TOKEN=<your token> to run them",
-                            markup=False, soft_wrap=True)
+                            markup=False)
     return " ".join([PROG, *state.options, *(shlex.quote(w) for w in words)])
 
 

@@ -41,19 +41,15 @@ def field(text: str, key: str) -> str:
     return found.group(1)
 
 
-def ignore_ctrl_c() -> None:
-    """In the child before exec: SIGINT ignored, as a non-interactive shell leaves it for a
-    command it starts in the background (`setsid fleetlite ... &` from a script)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def spawn(server: LiveServer, *args: str) -> subprocess.Popen[str]:
     """`python -m app.cli --url <server> args...` in a child process that starts with SIGINT
-    ignored, to send it Ctrl-C: the CLI must handle it anyway."""
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "--url", server.url, *args],
+    ignored, as a script's `fleetlite ... &` does (a shell's `trap '' INT` is inherited through
+    exec; a preexec_fn could deadlock the fork of this threaded process). The CLI must still
+    honour Ctrl-C."""
+    return subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$0" "$@"', sys.executable, "-m",
+                             "app.cli", "--url", server.url, *args],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            preexec_fn=ignore_ctrl_c)
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def until_following(child: subprocess.Popen[str]) -> str:
@@ -94,7 +90,9 @@ def ctrl_c_cancels(server: LiveServer, client: httpx.Client, noun: str,
     child = spawn(server, *args)
     seen: list[dict[str, Any]] = []
     when_running(client, noun, started, seen.append).join()
-    assert seen, f"the {noun} never ran"
+    if not seen:
+        child.kill()
+        raise AssertionError(f"the {noun} never ran: {child.communicate()}")
     said = until_following(child)
     child.send_signal(signal.SIGINT)
     _, rest = child.communicate(timeout=60)

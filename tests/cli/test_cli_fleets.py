@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from app.cli.fleets import partition, strategy
+from app.cli.output import seconds
 from tests.cli.support import USER, cli, ctrl_c_cancels, field, ok, when_running
 from tests.fleets.support import digits, upload_dataset
 from tests.helpers import LiveServer
@@ -75,10 +76,11 @@ def test_fleets_run_follows_to_the_report_summary(server: LiveServer, client: ht
                                                                           "p90")]
     assert field(out, "helped") == pct(final["helped"])
     assert field(out, "hurt") == pct(final["hurt"])
-    assert field(out, "virtual time") == f"{report['virtual_hours']:.3g}"
+    assert re.search(rf"^virtual time +{re.escape(seconds(report['virtual_hours'] * 3600))}$",
+                     out, re.M), out
     page = field(out, "report")
     assert page == f"{server.url}/v1/fleets/{fleet_id}/report.html"
-    assert httpx.get(page).headers["content-type"].startswith("text/html")
+    assert httpx.get(page, timeout=60).headers["content-type"].startswith("text/html")
     assert f"fleetlite --url {server.url} fleets rounds {fleet_id}" in out
 
 
@@ -92,7 +94,7 @@ def test_fleets_show_list_rounds_clients_report(server: LiveServer, client: http
     assert fleet_id in ok(cli(server, "fleets", "list", USER)).stdout
 
     rounds = client.get(f"/v1/fleets/{fleet_id}/rounds").json()["items"]
-    rows = re.findall(r"^(\d+)\s+(\d\.\d{4})\s+(\S+)\s+(\S+)\s+(\d+/\d+)\s+([\d.]+ s)\s*$",
+    rows = re.findall(r"^(\d+)\s+(\d\.\d{4})\s+(\S+)\s+(\S+)\s+(\d+/\d+)\s+([\d.]+ \w+)\s*$",
                       ok(cli(server, "fleets", "rounds", fleet_id)).stdout, re.M)
     assert [(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows] == [
         (r["round"], f"{r['train_loss']:.4f}", pct(r["global_accuracy"]),
@@ -195,3 +197,26 @@ def test_ctrl_c_cancels_the_fleet_and_exits_130(
     _, err = ctrl_c_cancels(server, client, "fleet", finished_a_round,
                             *small(model_id, data, "--rounds", "5000"))
     assert "it stops after the round under way" in err, err
+
+
+def test_fleets_compare_prints_one_row_per_fleet(server: LiveServer, client: httpx.Client,
+                                                 model_id: str, data: dict[str, str],
+                                                 ran: tuple[str, str]) -> None:
+    other = json.loads(ok(cli(server, "--json", *small(model_id, data, "--strategy", "local",
+                                                         "--rounds", "1"))).stdout)["id"]
+    ids = [ran[0], other]
+    out = ok(cli(server, "fleets", "compare", *ids)).stdout
+    compared = client.get("/v1/fleets/compare", params={"ids": ",".join(ids)}).json()["fleets"]
+    for fleet_id, f, strategy_name in zip(ids, compared, ("fedavg", "local"), strict=True):
+        row = re.search(rf"^{fleet_id}\s+succeeded\s+{strategy_name}\s.*$", out, re.M)
+        assert row, out
+        s = f["summary"]
+        assert f" {seconds(s['virtual_hours'] * 3600)} " in row.group(0), row.group(0)
+        assert f" {s['rounds']} " in row.group(0)
+    assert field(out, "chart") == f"{server.url}/v1/fleets/compare.html?ids={','.join(ids)}"
+    assert httpx.get(f"{server.url}/v1/fleets/compare.html", params={"ids": ",".join(ids)},
+                     timeout=60).status_code == 200
+    assert json.loads(ok(cli(server, "--json", "fleets", "compare", *ids)).stdout) == {
+        "fleets": compared}
+    one = cli(server, "fleets", "compare", ids[0])
+    assert one.exit_code == 2 and "two or more fleet ids" in one.stderr

@@ -88,7 +88,11 @@ def in_terminal(args: list[str], columns: int) -> str:
                 chunks.append(chunk)
         assert proc.wait(60) == 0, b"".join(chunks)
     os.close(main)
-    return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", b"".join(chunks).decode()).replace("\r", "")
+    text = b"".join(chunks).decode().replace("\r", "")
+    # a live display redraws its frame with cursor moves and erases: each one starts a line
+    text = re.sub(r"\x1b\[[0-9;]*[ABCDEFGHJK]", "\n", text)
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", text)  # colours, hiding the cursor
+    return "\n".join(line for line in text.split("\n") if line.strip()) + "\n"
 
 
 def test_ids_are_whole_in_an_80_column_terminal(server: LiveServer, client: httpx.Client,
@@ -167,6 +171,7 @@ def test_every_command_prints_raw_json(server: LiveServer, files: Path, model_id
         ("sessions", "show"): (sid,),
         ("datasets", "upload"): (USER, str(files / "digits.npz")),
         ("datasets", "list"): (USER,),
+        ("datasets", "sample"): ("digits", str(tmp_path / "sample")),
         ("jobs", "run"): (sid, "--dataset", job["dataset_id"], "--epochs", "1",
                           "--batch-size", "200"),
         ("jobs", "follow"): (job["id"],),
@@ -183,10 +188,58 @@ def test_every_command_prints_raw_json(server: LiveServer, files: Path, model_id
         ("fleets", "rounds"): (detached,),
         ("fleets", "clients"): (detached,),
         ("fleets", "report"): (detached,),
+        ("fleets", "compare"): (detached, detached),
         ("fleets", "cancel"): (detached,),
         ("devices",): (),
     }
-    assert set(calls) == set(leaf_commands(typer.main.get_command(app)))
+    # models convert and privacy are tested in test_cli_convert.py and test_cli_privacy.py
+    assert set(calls) == {c for c in leaf_commands(typer.main.get_command(app))
+                          if c[0] != "privacy" and c != ("models", "convert")}
     for words, args in calls.items():
         result = ok(cli(server, "--json", *words, *args))
         assert isinstance(json.loads(result.stdout), dict), (words, result.stdout)
+
+
+def test_the_cli_fits_an_80_column_terminal(server: LiveServer, client: httpx.Client,
+                                            model_id: str, dataset_id: str,
+                                            job: dict[str, Any]) -> None:
+    """A live fleet and every list in a pseudo-terminal of 80 columns: no line is longer, the
+    live bar keeps its count and elapsed time, lists are tables (a header, one line a row)."""
+    fleet = ["fleets", "run", USER, "--model", model_id, "--dataset", dataset_id, "--clients",
+             "6", "--rounds", "3", "--holdout", "0.25", "--batch-size", "16", "--seed", "2"]
+    other = json.loads(ok(cli(server, "--json", *fleet, "--strategy", "local")).stdout)["id"]
+    run = in_terminal(["--url", server.url, *fleet], 80)
+    found = re.search(r"^fleet (flt_\w+) succeeded", run, re.M)
+    assert found, run
+    fleet_id = found.group(1)
+    frames = [line for line in run.splitlines() if re.search(r" \d+/3 rounds ", line)]
+    assert frames and all(re.search(r" \d+/3 rounds .*\d (ms|s|min)$", f) for f in frames), run
+    assert re.search(r" 3/3 rounds +r3 loss \d\.\d{4} (acc|clients) \d+\.\d%", frames[-1]), frames
+    outputs = {"fleets run": run}
+    headers = {("fleets", "list", USER): "id", ("fleets", "rounds", fleet_id): "round",
+               ("fleets", "clients", fleet_id): "client", ("fleets", "compare", fleet_id, other):
+               "fleet", ("devices",): "class", ("checkpoints", "list", USER): "id",
+               ("jobs", "list", USER): "id", ("models", "list"): "id",
+               ("sessions", "list", USER): "id", ("datasets", "list", USER): "id"}
+    for args, first in headers.items():
+        out = in_terminal(["--url", server.url, *args], 80)
+        outputs[" ".join(args)] = out
+        # a table (its header may wrap between words), not blocks of `key  value` lines
+        assert any(line.split()[:1] == [first] for line in out.splitlines()[:3]), out
+    for args in (("fleets", "report", fleet_id), ("fleets", "show", fleet_id),
+                 ("jobs", "show", job["id"])):
+        outputs[" ".join(args)] = in_terminal(["--url", server.url, *args], 80)
+    for name, out in outputs.items():
+        # only a link or a command too long to fit passes 80 columns, whole on its own line
+        assert all(len(line) <= 80 or re.fullmatch(r"  (fleetlite|http)\S* \S.*|  http\S+",
+                                                    line) for line in out.splitlines()), out
+        assert "…" not in out, (name, out)
+    clients = outputs[f"fleets clients {fleet_id}"]
+    assert re.search(r"^client +device +train .* session *$", clients, re.M), clients
+    sessions = [c["session_id"] for c in
+                client.get(f"/v1/fleets/{fleet_id}/clients").json()["items"]]
+    assert all(s in clients for s in sessions), clients  # ids whole
+    assert "left out to fit 80 columns: labels" in clients
+    wide = in_terminal(["--url", server.url, "fleets", "clients", fleet_id, "--wide"], 80)
+    assert re.search(r"^client +device +train +holdout +labels +rounds +global acc",
+                     wide, re.M), wide
