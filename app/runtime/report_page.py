@@ -15,6 +15,7 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:1em 2vw;color:#222;line-he
         "td.ops{text-align:left;font-family:ui-monospace,monospace;font-size:90%}"
         "code,pre{font-family:ui-monospace,monospace;background:#f6f6f6}"
         "pre{padding:.5em;overflow-x:auto}.warn{color:#a40000;font-weight:bold}"
+        "svg.bars{max-width:60em;display:block;margin:0 0 1.5em}"
         ".grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(28em,1fr));gap:0 2em}")
 
 
@@ -51,6 +52,9 @@ def render(report: ModelReport) -> str:
           f"{seconds(d.checkpoint_download_s)} / {seconds(d.checkpoint_upload_s)}",
           "\u2013" if d.train_joules_per_step is None else f"{d.train_joules_per_step:.3g} J")
          for d in r.devices]))
+    bars = [("this server", t.train_ms_per_step)] + [(d.name, d.train_ms_per_step)
+                                                     for d in r.devices]
+    parts.append(bar_chart(f"train step, batch {t.train_batch}", bars))
     s = r.shipping
     parts.append("<h2>Shipping it</h2>" + _table(
         ("runtime build", "C++ binary", "Android APK", "this model"),
@@ -120,3 +124,24 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]], raw: Sequence[int
             cells.append(f"<td{cls}>{text}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     return "".join(out) + "</table>"
+
+
+def bar_chart(title: str, bars: Sequence[tuple[str, float | None]]) -> str:
+    """Horizontal bars as inline SVG (no script, no font files), as wide as the page."""
+    known = [(label, v) for label, v in bars if v is not None and v > 0]
+    if not known:
+        return ""
+    top, row, label_w, width = 22, 22, 110, 600
+    longest = max(v for _, v in known)
+    out = [f'<svg class="bars" viewBox="0 0 {width + label_w + 90} {top + row * len(known)}" '
+           f'width="100%" role="img" aria-label="{escape(title)}" '
+           'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="12">',
+           f'<text x="0" y="14" font-weight="bold">{escape(title)}</text>']
+    for i, (label, v) in enumerate(known):
+        y = top + i * row
+        w = max(1.0, width * v / longest)
+        out.append(f'<text x="0" y="{y + 14}">{escape(label)}</text>'
+                   f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" '
+                   f'fill="#0072B2"/><text x="{label_w + w + 6:.1f}" y="{y + 14}">'
+                   f"{escape(ms(v))}</text>")
+    return "".join(out) + "</svg>"

@@ -111,6 +111,8 @@ def test_get_model_report_html_reads_offline(client: httpx.Client, mlp_id: str) 
     page = r.text
     assert "<script" not in page and "src=" not in page and "@import" not in page
     assert "<style>" in page and "width=device-width" in page
+    chart = page[page.index('<svg class="bars"'):page.index("</svg>")]
+    assert chart.count("<rect") == 4 and "this server" in chart and "low_end" in chart
     for needle in ("ReluGrad&nbsp;&times;1", "Save&nbsp;&times;1", "BATCH_MATMUL",
                    "mid_range", "tensorflow-lite-select-tf-ops:2.16.1",
                    "TensorFlowLiteSelectTfOps", "101,770", "ops_select"):
