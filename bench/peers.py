@@ -255,15 +255,19 @@ def main() -> None:
             if not i % 2:
                 flower()
             runs.append(run)
-    rows = summarize(runs)
-    print_table(rows, len(runs))
+            write(runs)  # after every alternation: an interrupted bench keeps what it measured
+    print_table(summarize(runs), len(runs))
+    print(f"\nwrote {OUT}")
+
+
+def write(runs: list[dict[str, Any]]) -> None:
+    """bench/peers.json: the summary rows and every run's figures."""
     OUT.write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "note": "a shared 2-core VM"},
         "workloads": {k: dict(zip(("devices", "per_round", "rounds"), v, strict=True))
                       for k, v in WORKLOADS.items()},
         "held_out": HELD_OUT, "batch_size": BATCH, "local_epochs": EPOCHS,
-        "rows": rows, "runs": runs}, indent=2, default=float))
-    print(f"\nwrote {OUT}")
+        "rows": summarize(runs), "runs": runs}, indent=2, default=float))
 
 
 if __name__ == "__main__":
