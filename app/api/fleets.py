@@ -37,7 +37,7 @@ FleetId = Annotated[str, Path(description="A fleet's id",
 def create_fleet(ctx: CtxDep, who: PrincipalDep, user_id: OwnUser, body: FleetSpec,
                  response: Response) -> Fleet:
     """Start a fleet: a population of simulated devices trained in federated rounds."""
-    view = fleets.create(ctx, user_id=user_id, spec=body.model_dump())
+    view = fleets.create(ctx, user_id=user_id, spec=body.model_dump(by_alias=True))
     response.headers["Location"] = f"/v1/fleets/{view.id}"
     return Fleet.model_validate(view)
 

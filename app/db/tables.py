@@ -196,6 +196,8 @@ class FleetRoundRow(Base):
     bytes_up: Mapped[int] = mapped_column(BigInteger)
     energy_j: Mapped[float] = mapped_column(Float)
     updates: Mapped[list[list[Any]]] = mapped_column(JSON)  # per selected client, by id
+    privacy: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # DP figures
+    staleness: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # async
     timings: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)  # wall s
 
 

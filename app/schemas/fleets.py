@@ -4,12 +4,14 @@ report it reads back (docs/api.md, "Fleets" and "Devices on a virtual clock").""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.asyncfl import AsyncSpec
 from app.schemas.common import Schema, Text
 from app.schemas.examples import example
+from app.schemas.privacy import PrivacySpec
 from app.schemas.training import MAX_SEED
 
 _SPEC_EXAMPLE: Any = {
@@ -24,7 +26,7 @@ _SPEC_EXAMPLE: Any = {
 class FleetSpec(BaseModel):
     """A simulated population of devices trained in federated rounds."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False,
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True,
                               json_schema_extra={"examples": [_SPEC_EXAMPLE]})
 
     name: Text | None = Field(None, max_length=200, description="A name people read in lists, "
@@ -64,6 +66,12 @@ class FleetSpec(BaseModel):
     min_completed: int = Field(1, ge=1, description="Fewer completed updates: round abandoned")
     faults: dict[str, Any] | None = Field(None, description='{"fraction": 0.2, "kind": "noise" '
                                           '| "sign_flip" | "label_flip", "scale": 10.0}')
+    privacy: PrivacySpec | None = Field(None, description="User-level DP-FedAvg: clipping, "
+                                        "noise and the epsilon budget (docs/api.md, Privacy)")
+    mode: Literal["sync", "async"] = Field("sync", description="sync: rounds; async: server "
+                                           "updates as devices arrive (FedBuff, FedAsync)")
+    async_: AsyncSpec | None = Field(None, alias="async", description="The asynchronous "
+                                     "server rule, with mode async")
     accept_failures: bool = Field(True, description="A client update that fails (raises, or "
                                   "ends with non-finite weights or loss) is recorded as "
                                   "`failed` and the round aggregates the others; false: the "
@@ -168,6 +176,12 @@ class Round(Schema):
     failures: list[dict[str, Any]] = Field(
         default_factory=list, description="The updates that failed (outcome `failed`): "
         "client_id and reason")
+    clipping_norm: float | None = Field(None, description="DP-FedAvg: the clipping norm C "
+                                        "this round used")
+    epsilon: float | None = Field(None, description="DP-FedAvg: epsilon at the spec's delta "
+                                  "after this round (null: no noise, or none yet)")
+    staleness: dict[str, float] | None = Field(None, description="Async fleets: the "
+                                               "staleness of the updates applied, mean and max")
 
 
 _CLIENT: Any = {"client_id": 3, "key": None, "session_id": "ses_01a22e0d1a2b3c4d5e6f7081_0000003",

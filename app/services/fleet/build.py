@@ -15,12 +15,17 @@ from app.federated.strategies import make_strategy
 from app.runtime import ckptfile
 from app.runtime.datasets import check_against
 from app.runtime.signatures import SignatureSpec
+from app.schemas.asyncfl import AsyncSpec, check_against_spec
+from app.schemas.privacy import PrivacySpec
 from app.services import datasets, jobs, models
 from app.services.context import Context
 from app.services.fleet.plan import FleetPlan, Inputs, freeze, kept
+from app.services.privacy import check_spec as check_privacy
 
 LABEL_NAMES = ("y", "label")
 OUTPUT_NAMES = ("output", "probabilities", "probs", "logits")
+ASYNC_READY = False  # the async loop is wired in (services/fleet/async_loop.py)
+PRIVACY_READY = False  # DP-FedAvg is wired into the rounds
 
 
 def build(ctx: Context, *, user_id: str, spec: dict[str, Any]) -> FleetPlan:
@@ -75,6 +80,7 @@ def build(ctx: Context, *, user_id: str, spec: dict[str, Any]) -> FleetPlan:
                            f"limit of {limit} updates (FLEETLITE_MAX_FLEET_UPDATES)")
     strategy = make_strategy(spec["strategy"])
     spec["strategy"] = {"name": strategy.name, **strategy.params}
+    _modes(spec, len(clients), strategy.name)
     fixed = jobs.fixed_batch(train)
     if fixed is not None and spec["batch_size"] != fixed:
         raise InvalidInput(f"batch_size: the model's train signature has a fixed batch of "
@@ -117,6 +123,29 @@ def build(ctx: Context, *, user_id: str, spec: dict[str, Any]) -> FleetPlan:
         device_classes=dev.resolve(ms), class_index=dev.draw(len(clients), spec["seed"]),
         partition=clients, label_counts=counts,
         examples=np.asarray(per_epoch, dtype=np.int64) * spec["local_epochs"])
+
+
+def _modes(spec: dict[str, Any], clients: int, strategy: str) -> None:
+    """The async and privacy blocks checked against the rest of the spec, defaults filled."""
+    spec.setdefault("mode", "sync")
+    raw = spec.get("async")
+    asy = AsyncSpec.model_validate(raw) if raw is not None else None
+    check_against_spec(asy, mode=spec["mode"], clients=clients, personal=spec["personal"],
+                       strategy_name=strategy, finetune=spec["finetune_epochs"],
+                       round_deadline_s=spec["round_deadline_s"],
+                       over_commit=spec["over_commit"], min_completed=spec["min_completed"])
+    spec["async"] = asy.to_dict() if asy is not None else None
+    if spec["mode"] == "async" and not ASYNC_READY:
+        raise InvalidInput("mode: asynchronous fleets are not available on this server yet")
+    raw = spec.get("privacy")
+    if raw is None:
+        spec["privacy"] = None
+        return
+    priv = PrivacySpec.model_validate(raw)
+    check_privacy(priv, clients_per_round=spec["clients_per_round"], strategy_name=strategy)
+    spec["privacy"] = priv.model_dump(mode="json")
+    if not PRIVACY_READY:
+        raise InvalidInput("privacy: DP-FedAvg fleets are not available on this server yet")
 
 
 def _label(spec: dict[str, Any], train: SignatureSpec) -> str | None:

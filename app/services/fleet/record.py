@@ -59,6 +59,9 @@ def round_view(r: Any) -> dict[str, Any]:
     out["outcomes"] = {"failed": 0, **(r.outcomes or {})}
     out["failures"] = [{"client_id": u[0], "reason": u[10]} for u in r.updates
                        if len(u) > 10 and u[10] is not None]
+    dp = r.privacy or {}
+    out["clipping_norm"], out["epsilon"] = dp.get("clipping_norm"), dp.get("epsilon")
+    out["staleness"] = r.staleness
     return out
 
 
