@@ -60,3 +60,20 @@ def test_convert_model_refused_exits_2_with_the_reason(server: LiveServer,
     assert bad.exit_code == 2 and "--options: not valid JSON" in bad.output, bad.output
     unknown = cli(server, "models", "convert", str(notes), "--options", '{"epochs": 3}')
     assert unknown.exit_code == 2 and "options.epochs" in unknown.output, unknown.output
+
+
+def test_readme_bring_your_own_model_example_runs(server: LiveServer, tmp_path: Path) -> None:
+    from tests.test_readme import ROOT, blocks, section, sh
+
+    text = section("Bring your own model")
+    (block,) = blocks(text, "sh")
+    shown = next(b for b in blocks(text) if b.startswith("{"))
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    script = block.replace("URL=http://127.0.0.1:8000", f"URL={server.url}")
+    assert script != block
+    out = sh(script, tmp_path)
+    # The Keras file's sha256 changes with each run (fresh weights, zip timestamps).
+    head, tail = shown.split("model ")[0], shown.split("...\n")[1].split("\n", 1)[1]
+    assert out.startswith(head), out  # the curl part, to the fleet's one end event
+    assert out.endswith(tail) and "converted from keras sha256 " in out, out  # the CLI's
+    assert field(out, "name") == "my-head"
