@@ -12,7 +12,8 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:1em 2vw;color:#222;line-he
         "table{border-collapse:collapse;margin:.5em 0 1.5em;width:100%}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}"
         "th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}"
-        "td.ops{text-align:left;font-family:ui-monospace,monospace;font-size:90%}"
+        "th.ops{text-align:left}td.ops{text-align:left;font-family:ui-monospace,monospace;"
+        "font-size:90%}"
         "code,pre{font-family:ui-monospace,monospace;background:#f6f6f6}"
         "pre{padding:.5em;overflow-x:auto}.warn{color:#a40000;font-weight:bold}"
         "svg.bars{max-width:60em;display:block;margin:0 0 1.5em}"
@@ -115,7 +116,9 @@ def _pre(lines: Iterable[str]) -> str:
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[str]], raw: Sequence[int] = ()) -> str:
     """A table; every cell is escaped but those of the columns in `raw` (built by _ops)."""
-    out = ["<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"]
+    out = ["<table><tr>" + "".join(
+        f'<th class="ops">{escape(h)}</th>' if i in raw and i >= 2 else f"<th>{escape(h)}</th>"
+        for i, h in enumerate(head)) + "</tr>"]
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
