@@ -154,6 +154,8 @@ class StagedRound:
     started: datetime
     loss: float | None
     failures: dict[int, str]  # client: why its update failed
+    privacy: dict[str, Any] | None = None  # DP-FedAvg: what the round used and epsilon so far
+    staleness: dict[str, Any] | None = None  # async: the applied updates' staleness
 
 
 def stage_round(ctx: Context, row: FleetRow, fplan: FleetPlan, plan: RoundPlan,

@@ -75,7 +75,8 @@ def _write(ctx: Context, row: FleetRow, staged: StagedRound, acc: RoundAccuracy)
             "checkpoint_id": staged.global_id, "started_at": staged.started,
             "finished_at": utcnow(), "virtual_start_s": plan.virtual_start_s,
             "virtual_end_s": plan.virtual_end_s, "outcomes": plan.outcomes, **plan.totals,
-            "updates": _updates(plan, staged.failures),
+            "updates": _updates(plan, staged.failures), "privacy": staged.privacy,
+            "staleness": staged.staleness,
             "timings": {k: round(v, 6) for k, v in staged.timings.items()}}])
         _rows(conn, insert(SessionRow), staged.new_sessions)
         _rows(conn, insert(FleetClientRow), staged.new_clients)
