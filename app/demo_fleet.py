@@ -164,7 +164,9 @@ def main(argv: list[str] | None = None) -> None:
           "its held-out examples")
     print("helped / hurt: the devices whose own model beats / trails the global one (local "
           "only: none to compare)")
-    print(f"report pages: {args.url.rstrip('/')}/v1/fleets/<fleet>/report.html")
+    print("report pages:")
+    for o in results:
+        print(f"  {o.strategy:<10}  {args.url.rstrip('/')}/v1/fleets/{o.fleet_id}/report.html")
     if any(o.status != "succeeded" for o in results):
         sys.exit(1)
 
