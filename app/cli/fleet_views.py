@@ -94,7 +94,8 @@ def render_fleet(ctx: typer.Context, f: dict[str, Any]) -> None:
     s, p = f["spec"], f["progress"]
     done = len(f["global_checkpoint_ids"])
     headline(f)
-    fields([("user", f["user_id"]), ("model", s["model_id"]), ("dataset", s["dataset_id"]),
+    fields([("name", s.get("name")), ("user", f["user_id"]), ("model", s["model_id"]),
+            ("dataset", s["dataset_id"]),
             ("test dataset", s.get("test_dataset_id")), ("partition", named(s["partition"],
                                                                            "kind")),
             ("holdout", s["holdout"] or None), ("strategy", named(s["strategy"], "name")),

@@ -257,3 +257,41 @@ def test_datasets_sample_says_what_it_needs_without_scikit_learn(
     result = CliRunner().invoke(app, ["datasets", "sample", "digits", str(tmp_path)])
     assert result.exit_code == 2 and "pip install 'fleetlite[demo]'" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_fleets_compare_shows_names_and_leaves_out_columns_in_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def fleet(fleet_id: str, name: str | None, accuracy: float) -> dict[str, Any]:
+        return {"fleet_id": fleet_id, "status": "succeeded", **({"name": name} if name else {}),
+                "settings": {"strategy": {"name": "fedavg"}, "round_deadline_s": 30.0,
+                             "over_commit": 1.3},
+                "summary": {"rounds": 3, "virtual_hours": 57.1 / 3600,
+                            "final_accuracy": accuracy, "best_accuracy": accuracy,
+                            "time_to_accuracy": {"90%": 20.0},
+                            "updates": {"completed": 30, "straggler": 9, "dropped_offline": 1,
+                                        "dropped_battery": 0},
+                            "energy_j": 401.2, "bytes": 1}}
+
+    answer = {"fleets": [fleet("flt_a", "FedPer, deadline 30 s", 0.9), fleet("flt_b", None, 0.8)]}
+    asked: list[Any] = []
+
+    def compare(self: Api, method: str, path: str, **kwargs: Any) -> Any:
+        asked.append((method, path, kwargs.get("params")))
+        return answer
+
+    monkeypatch.setattr(Api, "json", compare)
+    wide = CliRunner().invoke(app, ["fleets", "compare", "flt_a", "flt_b", "--wide"],
+                              env={"COLUMNS": "80"})
+    assert wide.exit_code == 0, wide.output
+    assert asked == [("GET", "/v1/fleets/compare", {"ids": "flt_a,flt_b"})]
+    rows = {line.split("  ")[0]: re.split(r"\s{2,}", line.strip())
+            for line in wide.stdout.splitlines()[1:3]}
+    assert rows["FedPer, deadline 30 s"] == ["FedPer, deadline 30 s", "succeeded", "fedavg",
+                                             "30.0 s", "1.3", "3", "57.1 s", "90.0%", "90.0%",
+                                             "20.0 s", "30", "9", "1", "0.4"]
+    assert rows["flt_b"][0] == "flt_b"
+    assert re.search(r"^FedPer, deadline 30 s\s+flt_a$", wide.stdout, re.M)  # name -> id
+    narrow = CliRunner().invoke(app, ["fleets", "compare", "flt_a", "flt_b"],
+                                env={"COLUMNS": "60"})
+    assert narrow.exit_code == 0 and max(map(len, narrow.stdout.splitlines()[:3])) <= 60
+    assert "left out to fit 60 columns: energy kJ, dropped, stragglers" in narrow.stderr
