@@ -204,3 +204,24 @@ def test_url_and_token_come_from_the_environment(server: LiveServer,
     ok(result)
     assert str(sent[0].url).startswith(server.url)
     assert sent[0].headers["authorization"] == "Bearer s3cret"
+
+
+def test_jobs_run_defaults_to_one_epoch_of_the_models_batch_size(
+        server: LiveServer, client: httpx.Client, session_id: str, dataset_id: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    final = json.loads(ok(cli(server, "--json", "jobs", "run", session_id, "--dataset",
+                              dataset_id)).stdout)
+    assert (final["status"], final["epochs"], final["batch_size"]) == ("succeeded", 1, 32)
+    real = Api.json
+
+    def fixed_batch(self: Api, method: str, path: str, **kwargs: Any) -> Any:
+        body = real(self, method, path, **kwargs)
+        if path.startswith("/v1/models/"):  # as a model whose train signature fixes 16
+            for spec in body["signatures"]["train"]["inputs"].values():
+                spec["shape"] = [16, *spec["shape"][1:]]
+        return body
+
+    monkeypatch.setattr(Api, "json", fixed_batch)
+    final = json.loads(ok(cli(server, "--json", "jobs", "run", session_id, "--dataset",
+                              dataset_id)).stdout)
+    assert (final["epochs"], final["batch_size"]) == (1, 16)
