@@ -270,6 +270,8 @@ class Report(BaseModel):
     final: dict[str, Any] | None = Field(None, description="Once the fleet has succeeded")
     virtual_hours: float | None = None
     virtual_seconds: float | None = None
+    epsilon: list[float | None] | None = Field(None, description="DP-FedAvg: epsilon after "
+                                               "each round")
     failed_updates: dict[str, Any] | None = Field(
         None, description='{"count": n, "reasons": {reason: n}}: updates recorded as failed')
     time_to_accuracy: dict[str, float | None] = Field(default_factory=dict)

@@ -25,7 +25,7 @@ from app.services.privacy import check_spec as check_privacy
 LABEL_NAMES = ("y", "label")
 OUTPUT_NAMES = ("output", "probabilities", "probs", "logits")
 ASYNC_READY = False  # the async loop is wired in (services/fleet/async_loop.py)
-PRIVACY_READY = False  # DP-FedAvg is wired into the rounds
+PRIVACY_READY = True  # DP-FedAvg is wired into the rounds (services/fleet/private.py)
 
 
 def build(ctx: Context, *, user_id: str, spec: dict[str, Any]) -> FleetPlan:

@@ -16,12 +16,15 @@ from app.executor.update import UpdateFailure, UpdateResult
 from app.federated.clock import FleetClock
 from app.runtime import ckptfile
 from app.services.context import Context
-from app.services.fleet import commit, write
+from app.services.fleet import commit, private, write
+from app.services.fleet import rows as fleet_rows
 from app.services.fleet.evaluate import Evaluator
 from app.services.fleet.inputs import load as load_inputs
 from app.services.fleet.plan import FleetPlan
+from app.services.fleet.private import FleetPrivacy
 from app.services.fleet.updates import aggregate, split_state, state_arrays, update_for
 from app.services.models import initial_weights
+from app.services.privacy import RoundSample
 from app.services.progress import FleetState
 
 
@@ -42,10 +45,14 @@ def rounds(ctx: Context, state: FleetState, row: FleetRow, plan: FleetPlan
     strategy = plan.strategy()
     clients = commit.load_clients(ctx, row.id)
     personal: dict[str, np.ndarray] = {}
+    dp = FleetPrivacy.of(spec)
     if row.rounds_done:
         saved = commit.load_state(ctx, row)
-        strategy_state, personal = split_state(saved["strategy"])
+        rest, dp_arrays = private.split(saved["strategy"])
+        strategy_state, personal = split_state(rest)
         strategy.load_state(strategy_state)
+        if dp is not None:
+            dp.load(dp_arrays)
         clock = FleetClock.from_state(saved["clock"])
         global_key = commit.checkpoint_key(ctx, row.global_checkpoint_ids[-1])
         global_data = ctx.store.get(global_key)
@@ -90,6 +97,13 @@ def rounds(ctx: Context, state: FleetState, row: FleetRow, plan: FleetPlan
                         f"stalled at round {r}: no device can ever become eligible again "
                         f"(every battery at or below min_battery_pct "
                         f"{plan.devices.min_battery_pct:g} and none charging)")
+                sample = RoundSample(population=rplan.eligible, picked=len(rplan.ids))
+                if dp is not None and dp.over_budget(sample):
+                    if not row.rounds_done:
+                        raise Stalled(f"privacy budget: round 1 would already pass max_epsilon "
+                                      f"{dp.spec.max_epsilon:g}; raise it or the noise")
+                    fleet_rows.stop_reason(ctx, row.id, "privacy budget")
+                    return True
                 state.round, state.updates_done = r, 0
                 state.updates_in_round = len(rplan.aggregate)
                 state.touch()
@@ -113,8 +127,9 @@ def rounds(ctx: Context, state: FleetState, row: FleetRow, plan: FleetPlan
                 rplan = rplan.with_failures(failures, spec["min_completed"])
                 if rplan.status != "aggregated":
                     results = {}
-                global_data = aggregate(plan, strategy, r, global_data, results, personal, own,
-                                        ctx.settings.work_path)
+                norm = dp.state.clipping_norm if dp is not None else None
+                global_data, info = aggregate(plan, strategy, r, global_data, results, personal,
+                                              own, ctx.settings.work_path, dp)
                 timer.lap("aggregate_s")
                 clock.apply(rplan)
                 if writing is not None:
@@ -122,8 +137,13 @@ def rounds(ctx: Context, state: FleetState, row: FleetRow, plan: FleetPlan
                 timer.lap("wait_s")
                 staged = commit.stage_round(
                     ctx, row, plan, rplan, results, global_data, clients,
-                    {"strategy": state_arrays(strategy, personal), "clock": clock.state()},
+                    {"strategy": {**state_arrays(strategy, personal),
+                                  **(dp.state_arrays() if dp is not None else {})},
+                     "clock": clock.state()},
                     timer.with_updates(results), timer.started, failures)
+                if dp is not None:
+                    staged.privacy = dp.record(sample, info, norm or 0.0) if info else \
+                        {"clipping_norm": norm, "epsilon": None}
                 timer.lap("stage_s")
                 staged.timings.update(timer.laps)
                 writing = committer.submit(_commit, ctx, state, row, evaluator, staged,

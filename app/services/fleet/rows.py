@@ -55,6 +55,13 @@ def set_status(ctx: Context, fleet_id: str, status: str, error: str | None) -> N
                    .values(status=status, error=error))
 
 
+def stop_reason(ctx: Context, fleet_id: str, reason: str) -> None:
+    """Why a fleet ends before its last round (it then succeeds with what it has)."""
+    with ctx.db.begin() as db:
+        db.execute(update(FleetRow).where(FleetRow.id == fleet_id).values(
+            stopped_reason=reason))
+
+
 def finish(ctx: Context, fleet_id: str, status: str, error: str | None = None) -> None:
     """Record a fleet's end state."""
     with ctx.db.begin() as db:

@@ -27,7 +27,8 @@ def build(ctx: Context, row: FleetRow, plan: FleetPlan, acc_global: np.ndarray |
     summary: list[Summary] = []
     failed: dict[str, int] = {}
     for r in fleet_rows.each_round(ctx, row.id):
-        summary.append(Summary(r.virtual_end_s, r.global_accuracy, r.client_accuracy))
+        summary.append(Summary(r.virtual_end_s, r.global_accuracy, r.client_accuracy,
+                               (r.privacy or {}).get("epsilon")))
         for u in r.updates:
             counts[names[plan.class_index[u[0]]]][u[4]] += 1
             if len(u) > 10 and u[10] is not None:
@@ -40,6 +41,8 @@ def build(ctx: Context, row: FleetRow, plan: FleetPlan, acc_global: np.ndarray |
         "time_to_accuracy": time_to_accuracy(summary),
         "device_classes": by_device_class(plan, counts, acc_global, acc_personal),
         "failed_updates": {"count": sum(failed.values()), "reasons": failed}}
+    if plan.spec.get("privacy"):  # epsilon against rounds (and so accuracy against epsilon)
+        report["epsilon"] = [r.epsilon for r in summary]
     if acc_global is not None and acc_personal is not None:
         report["final"] = final(summary, acc_global, acc_personal)
     return report
@@ -52,6 +55,7 @@ class Summary:
     virtual_end_s: float
     global_accuracy: float | None
     client_accuracy: dict[str, float] | None
+    epsilon: float | None = None
 
 
 def _score(r: Summary | FleetRoundRow) -> float | None:

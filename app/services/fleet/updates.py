@@ -13,10 +13,12 @@ import numpy as np
 
 from app.executor.update import ClientUpdate, UpdateResult
 from app.federated.faults import corrupt
+from app.federated.privacy import RoundPrivacy
 from app.federated.strategies import Strategy
 from app.runtime import ckptfile
 from app.runtime.runner import Plan
 from app.services.fleet.plan import FleetPlan
+from app.services.fleet.private import FleetPrivacy
 
 PERSONAL = "personal"  # the state's slot for the running sums of the personal mean
 
@@ -27,8 +29,9 @@ class NonFiniteGlobal(Exception):
 
 def update_for(plan: FleetPlan, fleet_id: str, user_id: str, own_key: str | None, r: int,
                c: int, start_key: str, *, epochs: int | None = None,
-               evaluate: bool = False) -> ClientUpdate:
-    """Client c's update in round r (or its fine-tuning: r = rounds + 1, `epochs`)."""
+               evaluate: bool = False, seed: tuple[int, ...] | None = None) -> ClientUpdate:
+    """Client c's update in round r (or its fine-tuning: r = rounds + 1, `epochs`); `seed`
+    replaces (spec seed, r, c) where r does not name one update (async fleets)."""
     spec, part = plan.spec, plan.partition[c]
     flip = plan.faults is not None and plan.faults.kind == "label_flip" and c in plan.faulty
     return ClientUpdate(
@@ -38,7 +41,7 @@ def update_for(plan: FleetPlan, fleet_id: str, user_id: str, own_key: str | None
         own_key=own_key if plan.keep else None, keep=plan.keep,
         plan=Plan(epochs=spec["local_epochs"] if epochs is None else epochs,
                   batch_size=spec["batch_size"], shuffle=spec["shuffle"],
-                  seed=(spec["seed"], r, c), fixed_batch=plan.fixed_batch),
+                  seed=seed or (spec["seed"], r, c), fixed_batch=plan.fixed_batch),
         train_inputs=plan.train_inputs, flip_label=plan.label if flip else None,
         num_classes=plan.num_classes, eval_indices=part.holdout if evaluate else None,
         label=plan.label, output=plan.output, infer_inputs=plan.infer_inputs)
@@ -52,12 +55,14 @@ def session_id_for(fleet_id: str, client_id: int) -> str:
 
 def aggregate(plan: FleetPlan, strategy: Strategy, r: int, global_data: bytes,
               results: Mapping[int, UpdateResult], personal: dict[str, np.ndarray],
-              own: Callable[[int], Mapping[str, np.ndarray] | None], scratch: Path) -> bytes:
+              own: Callable[[int], Mapping[str, np.ndarray] | None], scratch: Path,
+              dp: FleetPrivacy | None = None) -> tuple[bytes, RoundPrivacy | None]:
     """The new global checkpoint from the completed updates sorted by client id; `personal`
     (the running sums of the personal mean, moved on in place) and `own(c)` (a device's
-    last own values, None before its first update) serve FedPer's global personal values."""
+    last own values, None before its first update) serve FedPer's global personal values.
+    With `dp`, the strategy takes the clipped, noised mean delta as its one input."""
     if not results:  # an abandoned round: the global stays
-        return global_data
+        return global_data, None
     current = ckptfile.read(global_data, scratch)
     base = {v: current[v] for v in plan.shared}
     inputs = []
@@ -67,6 +72,11 @@ def aggregate(plan: FleetPlan, strategy: Strategy, r: int, global_data: bytes,
             got = corrupt(plan.faults.kind, got, base, scale=plan.faults.scale,
                           seed=plan.spec["seed"], server_round=r, client_id=c)
         inputs.append((got, results[c].examples))
+    info = None
+    if dp is not None:
+        noised, info = dp.mean_update(base, inputs, seed=plan.spec["seed"], round=r,
+                                      m=plan.spec["clients_per_round"])
+        inputs = [(noised, 1)]
     new = strategy.aggregate(r, base, inputs)
     merged = {v: np.asarray(new[v], dtype=current[v].dtype) if v in new else current[v]
               for v in current}
@@ -78,7 +88,7 @@ def aggregate(plan: FleetPlan, strategy: Strategy, r: int, global_data: bytes,
         raise NonFiniteGlobal(f"round {r}: the global model turned non-finite "
                               f"({', '.join(bad[:3])}); lower the strategy's server_lr or "
                               "check the data")
-    return ckptfile.write(merged, scratch)
+    return ckptfile.write(merged, scratch), info
 
 
 def personal_mean(plan: FleetPlan, results: Mapping[int, UpdateResult],
