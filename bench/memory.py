@@ -118,8 +118,11 @@ def bench_memory(fleets: int = 50) -> dict[str, Any]:
             out["idle_after_1_fleet_mb"] = tree_rss_mb(pid)
             out["after_1_fleet_server"] = status_mb(pid)
             started = time.perf_counter()
-            for _ in range(fleets - 1):
+            out["by_fleet_mb"] = {1: out["idle_after_1_fleet_mb"]}
+            for n in range(2, fleets + 1):
                 _fleet(api, spec)
+                if n % 10 == 0:  # a plateau and a leak differ in the shape, not the end
+                    out["by_fleet_mb"][n] = tree_rss_mb(pid)
             out["fleets"] = fleets
             out["fleets_s"] = time.perf_counter() - started
             out["idle_after_n_fleets_mb"] = tree_rss_mb(pid)
@@ -145,6 +148,7 @@ def print_memory(m: dict[str, Any]) -> None:
           f"{m['idle_after_n_fleets_mb']:7.0f} MB (growth "
           f"{m['idle_after_n_fleets_mb'] - m['idle_after_1_fleet_mb']:+.0f} MB; server anon "
           f"{a['RssAnon']:.0f} -> {b['RssAnon']:.0f}; {m['fleets_s']:.0f} s)")
+    print("  by fleets run: " + ", ".join(f"{n}: {mb:.0f}" for n, mb in m["by_fleet_mb"].items()))
     print(f"  an upload's validation: cold child {m['upload_cold_s']:.2f} s, "
           f"warm child {m['upload_warm_s']:.2f} s")
 
