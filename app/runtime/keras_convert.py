@@ -78,6 +78,9 @@ def _walk(layer: Any) -> list[Any]:
 
 def check_layers(model: Any) -> None:
     """Refuse, by name, the first layer whose kind the converter does not support."""
+    if not getattr(model, "outputs", None):
+        raise ConvertError(f"the file holds a {type(model).__name__} with no functional "
+                           "inputs and outputs; save a built Sequential or functional model")
     for layer in _walk(model):
         kind = type(layer).__name__
         if kind not in SUPPORTED_LAYERS:

@@ -164,13 +164,27 @@ def test_parse_options_refuses_naming_the_option(options: dict[str, Any], field:
     assert str(err.value).startswith(field), str(err.value)
 
 
-def test_convert_keras_refuses_a_lambda_layer() -> None:
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_convert_keras_refuses_a_lambda_layer(suffix: str) -> None:
     import keras
 
     model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Lambda(lambda t: t * 2),
                               keras.layers.Dense(2)])
-    with pytest.raises(KerasRefused, match="Lambda"):
-        convert_keras(build.keras_bytes(model), parse_options({}))
+    with pytest.raises(KerasRefused, match="Lambda layer or pickled Python code"):
+        convert_keras(build.keras_bytes(model, suffix), parse_options({}))
+
+
+def test_convert_takes_every_input_of_a_multi_input_model() -> None:
+    import keras
+
+    a, c = keras.Input((3,), name="a"), keras.Input((2,), name="c")
+    model = keras.Model([a, c], keras.layers.Dense(1, name="d")(
+        keras.layers.Concatenate()([a, c])))
+    lite, _, _ = _convert(model, loss="mse")
+    assert lite.get_signature_list()["train"]["inputs"] == ["a", "c", "label"]
+    xa, xc = np.ones((2, 3), np.float32), np.ones((2, 2), np.float32)
+    got = lite.get_signature_runner("infer")(a=xa, c=xc)["output"]
+    assert np.abs(got - model.predict([xa, xc], verbose=0)).max() < 1e-5
 
 
 def test_convert_keras_refuses_an_unsupported_layer_by_name() -> None:
