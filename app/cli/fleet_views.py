@@ -46,7 +46,7 @@ class FleetBar:
     note shortens, then goes, so that the counts and the elapsed time stay whole."""
 
     def __init__(self, fleet: dict[str, Any], client: Api, out: Console | None = None) -> None:
-        self.client, self.finished = client, 0
+        self.client, self.finished, self.round = client, 0, 0
         self.progress, self.bar = live(
             MofNCompleteColumn(), TextColumn("{task.fields[unit]:<7}"),
             TextColumn("{task.fields[note]}"), Elapsed(), out=out or console())
@@ -72,6 +72,9 @@ class FleetBar:
             self.finished, self.notes = done, self.last_round(fleet["id"])
         self.progress.update(self.rounds, description=fleet["status"], completed=done,
                              total=p["rounds"])
+        if p["round"] != self.round:  # a new round: its clock starts again
+            self.round = p["round"]
+            self.progress.reset(self.updates, visible=False)
         self.progress.update(self.updates, description=f"round {p['round']}",
                              completed=p["updates_done"], total=p["updates_in_round"] or None,
                              visible=fleet["status"] in ACTIVE and p["round"] > 0)
@@ -202,11 +205,14 @@ def render_devices(ctx: typer.Context, doc: dict[str, Any]) -> None:
 
     def speed(c: dict[str, Any]) -> str:
         if c.get("ms_per_example") is not None:
-            return figure(c, "ms_per_example", " ms/example")
-        return figure(c, "slowdown", "x this server")
+            return figure(c, "ms_per_example", " ms/ex")
+        return figure(c, "slowdown", "x")
 
     table(("class", "mix", "train speed", *(label for label, _ in DEVICE_FIGURES)),
           [(name, pct(mix.get(name)), speed(c), *(figure(c, key) for _, key in DEVICE_FIGURES))
            for name, c in doc["classes"].items()], DEVICE_DROP)
-    console().print(f"* an assumption; every figure's basis and source: "
-                    f"{hint(ctx, '--json', 'devices')}", markup=False)
+    out = console()
+    out.print("train speed: times slower than this server (x) or ms per example (ms/ex)",
+              markup=False)
+    out.print("* an assumption; every figure's basis and source:", markup=False)
+    out.print(f"  {hint(ctx, '--json', 'devices')}", markup=False, soft_wrap=True)
