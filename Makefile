@@ -7,7 +7,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 URL ?= http://$(HOST):$(PORT)
 
-.PHONY: install run test lint bench demo demo-fleet clean models bench-peers
+.PHONY: install run test lint bench demo demo-fleet demo-privacy clean models bench-peers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ demo: $(VENV)/.installed-demo
 # FedAvg, local only and FedPer on one label-skewed population, as one comparison table.
 demo-fleet: $(VENV)/.installed-demo
 	$(BIN)/python -m app.demo_fleet --url $(URL)
+
+# DP-FedAvg at noise multipliers 0, 0.5 and 1.0 on one population: accuracy beside epsilon.
+demo-privacy: $(VENV)/.installed-demo
+	$(BIN)/python -m app.demo_privacy --url $(URL)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench
