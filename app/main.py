@@ -30,6 +30,7 @@ from app.api import (
     oip,
     privacy,
     sessions,
+    ui,
 )
 from app.api.auth import principal
 from app.api.body import BodyLimit
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app, settings)
     app.include_router(health.router)  # health answers without a key
+    app.include_router(ui.router)  # pages: their own sign-in (a cookie), not the bearer
     for module in (convert, models, bundles, sessions, checkpoints, datasets, jobs, fleets,
                    devices, oip, keys, privacy):
         # Authentication on the router, so a route cannot be added without it.

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import CtxDep, UserId, get_ctx
 from app.errors import Forbidden, NotFound
-from app.services import inference, sessions
+from app.services import inference, sessions, ui_sessions
 from app.services.keyring import Principal
 
 bearer = HTTPBearer(auto_error=False, scheme_name="key",
@@ -21,9 +21,16 @@ bearer = HTTPBearer(auto_error=False, scheme_name="key",
 
 
 async def principal(request: Request, _: Annotated[object, Depends(bearer)]) -> Principal:
-    """Who is calling; 401 unless the token stands for someone."""
+    """Who is calling; 401 unless the token stands for someone. Without a bearer header, the
+    pages' session cookie counts on the GET routes they read (app.services.ui_sessions)."""
     ctx = get_ctx(request)
     authorization = request.headers.get("authorization")
+    cookie = request.cookies.get(ui_sessions.COOKIE)
+    if (authorization is None and cookie and ctx.settings.admin_token is not None
+            and ui_sessions.reaches(request.method, request.url.path)):
+        found = await run_in_threadpool(ui_sessions.principal, ctx, cookie)
+        if found is not None:
+            return found
     try:
         return inference.authenticate(ctx, authorization, may_block=False)
     except inference.NeedsLookup:  # a key's first use in this process: a database read

@@ -88,6 +88,39 @@ def _number(value: float, _pos: object = None) -> str:
     return f"{value:g}"
 
 
+# (name, seconds, below): a span under `below` seconds is told in this unit
+UNITS = (("ms", 0.001, 1.0), ("s", 1.0, 120.0), ("min", 60.0, 2 * 3600.0),
+         ("h", 3600.0, 3 * 86400.0), ("days", 86400.0, math.inf))
+
+
+def time_unit(seconds: float) -> tuple[str, float]:
+    """The unit a span of this many seconds is read in (ms, s, min, h, days), and its size."""
+    span = abs(seconds) if _finite(seconds) else 0.0
+    for name, size, below in UNITS:
+        if span < below:
+            return name, size
+    return UNITS[-1][0], UNITS[-1][1]  # pragma: no cover - the last bound is infinite
+
+
+def duration(seconds: float | None) -> str:
+    """A duration in the unit its size calls for: 850 ms, 12.5 s, 4.2 min, 3.1 h, 2.4 days."""
+    if not _finite(seconds):
+        return "\u2013"
+    if seconds == 0:
+        return "0 s"
+    name, size = time_unit(seconds)
+    value = seconds / size
+    return f"{value:.0f} {name}" if abs(value) >= 100 else f"{value:.3g} {name}"
+
+
+def _time_axis(ax: Axes, seconds: Sequence[float], label: str = "virtual time") -> float:
+    """Label the x axis in the unit the largest time calls for; the divisor to draw with."""
+    name, size = time_unit(max((s for s in seconds if _finite(s)), default=0.0))
+    ax.set_xlabel(f"{label} ({name})")
+    ax.xaxis.set_major_formatter(_number)
+    return size
+
+
 def _outcome_rank(outcome: str) -> int:
     return list(OUTCOMES).index(outcome) if outcome in OUTCOMES else len(OUTCOMES)
 
@@ -157,8 +190,6 @@ def loss_chart(losses: Sequence[float | None], *, steps: Sequence[int] | None = 
     return _svg(fig)
 
 
-
-
 def accuracy_rounds(rounds: Sequence[int], global_accuracy: Sequence[float | None], *,
                     client_p10: Sequence[float | None] | None = None,
                     client_p50: Sequence[float | None] | None = None,
@@ -223,11 +254,13 @@ def personal_vs_global(acc_global: Sequence[float | None], acc_personal: Sequenc
 def accuracy_vs_time(series: Mapping[str, tuple[Sequence[float], Sequence[float | None]]], *,
                      title: str = "Global accuracy against virtual time",
                      ylabel: str = "global accuracy") -> str:
-    """Accuracy against virtual hours, one line per labelled fleet."""
-    fig, ax = _chart(title, "virtual time (hours)", ylabel)
+    """Accuracy against virtual seconds (the axis in the unit they call for), one line per
+    labelled fleet."""
+    fig, ax = _chart(title, "virtual time", ylabel)
+    size = _time_axis(ax, [s for seconds, _ in series.values() for s in seconds])
     drawn = 0
-    for i, (label, (hours, accuracy)) in enumerate(series.items()):
-        points = [(h, a) for h, a in zip(hours, accuracy, strict=True) if _finite(a)]
+    for i, (label, (seconds, accuracy)) in enumerate(series.items()):
+        points = [(t / size, a) for t, a in zip(seconds, accuracy, strict=True) if _finite(a)]
         if points:
             ax.plot(*zip(*points, strict=True), color=SERIES[i % len(SERIES)], linewidth=1.5,
                     marker="o" if len(points) <= MANY else "", markersize=3, label=label,
@@ -236,38 +269,46 @@ def accuracy_vs_time(series: Mapping[str, tuple[Sequence[float], Sequence[float 
     if not drawn:
         return _empty(fig, "no rounds yet")
     ax.set_xlim(left=0)
-    ax.xaxis.set_major_formatter(_number)
     _percent(ax)
     ax.legend(loc="lower right")
     return _svg(fig)
 
 
 def device_timeline(devices: Sequence[Device], *,
-                    title: str = "Devices on the virtual clock") -> str:
-    """One row per device: availability windows as light bars, updates coloured by outcome."""
+                    title: str = "Devices on the virtual clock",
+                    span: tuple[float, float] | None = None) -> str:
+    """One row per device: availability windows as light bars, updates coloured by outcome;
+    `span` (virtual seconds) frames one stretch of the clock, such as one round."""
     shown = devices[:MAX_ROWS]
     if len(devices) > len(shown):
         title = f"{title} (first {len(shown)} of {len(devices)} devices)"
-    fig = _figure(height=max(HEIGHT, 1.3 + 0.2 * len(shown)))
-    ax = _style(fig.add_subplot(), title, "virtual time (hours)", "device")
+    fig = _figure(width=WIDTH * 1.5, height=max(HEIGHT, 1.3 + 0.2 * len(shown)))
+    ax = _style(fig.add_subplot(), title, "virtual time", "device")
     if not shown:
         return _empty(fig, "no devices yet")
     from matplotlib.patches import Patch
 
+    ends = [e for _, _, updates in shown for _, e, _ in updates]
+    size = _time_axis(ax, [span[1]] if span else
+                      ends or [e for _, windows, _ in shown for _, e in windows])
     seen: dict[str, str] = {}
     for row, (_label, windows, updates) in enumerate(shown):
-        ax.broken_barh([(s / 3600, (e - s) / 3600) for s, e in windows], (row - 0.4, 0.8),
+        ax.broken_barh([(s / size, (e - s) / size) for s, e in windows], (row - 0.4, 0.8),
                        facecolors=AVAILABLE, gid=f"available-{row}")
         for outcome in dict.fromkeys(u[2] for u in updates):
             colour = seen.setdefault(outcome, OUTCOMES.get(outcome, BLACK))
             # an edge as wide as a line keeps seconds-long updates visible on an hours-long axis
-            ax.broken_barh([(s / 3600, (e - s) / 3600) for s, e, o in updates if o == outcome],
+            ax.broken_barh([(s / size, (e - s) / size) for s, e, o in updates if o == outcome],
                            (row - 0.25, 0.5), facecolors=colour, edgecolors=colour,
                            linewidth=0.8, gid=f"updates-{row}-{outcome}")
     ax.set_yticks(range(len(shown)), labels=[d[0] for d in shown])
     ax.set_ylim(len(shown) - 0.5, -0.5)  # the first device on top
-    ax.set_xlim(left=0)
-    ax.xaxis.set_major_formatter(_number)
+    if span:
+        ax.set_xlim(span[0] / size, span[1] / size)
+    elif ends:  # availability runs for days; the updates are what the reader came for
+        ax.set_xlim(0, max(ends) / size * 1.02)
+    else:
+        ax.set_xlim(left=0)
     ax.grid(False, axis="y")
     handles = [Patch(color=AVAILABLE, label="available"),
                *(Patch(color=seen[o], label=o.replace("_", " "))

@@ -9,11 +9,15 @@ from typing import Any
 from app.errors import InvalidInput, NotFound
 from app.services import charts
 from app.services.context import Context
-from app.services.fleet import record
+from app.services.fleet import record, ui
 from app.services.fleet import rows as fleet_rows
+from app.services.fleet.page import css
 from app.services.keyring import Principal
 
 MAX_FLEETS = 16
+SETTINGS = ("strategy", "clients_per_round", "rounds", "round_deadline_s", "over_commit",
+            "min_completed", "faults", "personal", "finetune_epochs", "mode", "async",
+            "privacy", "devices", "clients", "local_epochs", "batch_size", "partition", "seed")
 
 
 def compare(ctx: Context, who: Principal, ids: list[str]) -> dict[str, Any]:
@@ -30,15 +34,16 @@ def compare(ctx: Context, who: Principal, ids: list[str]) -> dict[str, Any]:
         report = record.report(ctx, fleet_id=fleet_id)
         spec = row.spec
         out.append({
-            "fleet_id": fleet_id, "status": row.status,
-            "settings": {k: spec.get(k) for k in ("strategy", "clients_per_round", "rounds",
-                                                  "round_deadline_s", "over_commit",
-                                                  "min_completed", "faults")},
+            "fleet_id": fleet_id, "name": spec.get("name"), "status": row.status,
+            "settings": {k: spec.get(k) for k in SETTINGS},
+            "ran": dict(ui.settings(spec)),
             "hours": [r.virtual_end_s / 3600 for r in rounds],
+            "seconds": [r.virtual_end_s for r in rounds],
             "accuracy": [r.global_accuracy if r.global_accuracy is not None
                          else (r.client_accuracy or {}).get("mean") for r in rounds],
             "summary": {
                 "rounds": len(rounds), "virtual_hours": report.get("virtual_hours"),
+                "virtual_seconds": report.get("virtual_seconds"),
                 "final_accuracy": report["global_accuracy"][-1] if rounds else None,
                 "best_accuracy": max((a for a in report["global_accuracy"] if a is not None),
                                      default=None),
@@ -52,26 +57,61 @@ def compare(ctx: Context, who: Principal, ids: list[str]) -> dict[str, Any]:
 
 def page(data: dict[str, Any]) -> str:
     """The comparison as a page: the chart and one row per fleet."""
+    return ("<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
+            "content='width=device-width'><title>fleets compared</title>"
+            f"<style>{css()}</style></head><body>{content(data)}</body></html>")
+
+
+def content(data: dict[str, Any]) -> str:
+    """The comparison's content: the chart, what each fleet ran (only the settings that
+    differ, plus the strategy), and how each went, every fleet by its name."""
     fleets = data["fleets"]
-    chart = charts.accuracy_vs_time({f["fleet_id"]: (f["hours"], f["accuracy"])
-                                     for f in fleets})
-    head = ("fleet", "strategy", "deadline s", "over-commit", "rounds", "virtual h",
-            "final acc", "best acc", "completed", "stragglers", "dropped", "energy kJ")
+    names = _names(fleets)
+    chart = charts.accuracy_vs_time({n: (f["seconds"], f["accuracy"])
+                                     for n, f in zip(names, fleets, strict=True)})
+    labels = list(dict.fromkeys(k for f in fleets for k in f["ran"]))
+    differ = [k for k in labels if k == "strategy"
+              or len({f["ran"].get(k) for f in fleets}) > 1]
+    same = [(k, fleets[0]["ran"].get(k)) for k in labels if k not in differ]
+    ran_head = ("fleet", *differ)
+    ran_rows = [(_link(n, f), *(escape(str(f["ran"].get(k, "\u2013"))) for k in differ))
+                for n, f in zip(names, fleets, strict=True)]
+    head = ("fleet", "status", "rounds", "virtual time", "final acc", "best acc",
+            "to 50% / 70% / 90% of best", "completed", "stragglers", "dropped", "failed",
+            "energy kJ", "traffic MB")
     rows = []
-    for f in fleets:
-        s, st, u = f["summary"], f["settings"], f["summary"]["updates"]
-        rows.append((escape(f["fleet_id"]), escape(st["strategy"]["name"]),
-                     st["round_deadline_s"] or "&ndash;", st["over_commit"], s["rounds"],
-                     f"{s['virtual_hours'] or 0:.2f}", _pct(s["final_accuracy"]),
-                     _pct(s["best_accuracy"]), u["completed"], u["straggler"],
-                     u["dropped_offline"] + u["dropped_battery"], f"{s['energy_j'] / 1000:.1f}"))
+    for n, f in zip(names, fleets, strict=True):
+        s, u = f["summary"], f["summary"]["updates"]
+        reach = s.get("time_to_accuracy") or {}
+        rows.append((_link(n, f), escape(f["status"]), s["rounds"],
+                     charts.duration(s.get("virtual_seconds") or 0.0),
+                     _pct(s["final_accuracy"]), _pct(s["best_accuracy"]),
+                     " / ".join(charts.duration(reach.get(k)) for k in ("50%", "70%", "90%")),
+                     u["completed"], u["straggler"],
+                     u["dropped_offline"] + u["dropped_battery"], u.get("failed", 0),
+                     f"{s['energy_j'] / 1000:.1f}", f"{s['bytes'] / 1e6:.1f}"))
+    common = ("<p class='note'>All ran with " + "; ".join(
+        f"{escape(k)} {escape(str(v))}" for k, v in same) + ".</p>") if same else ""
+    return (f"<h1>Fleets compared</h1><div class='wide'>{chart}</div>"
+            f"<h2>What each ran</h2>{_table(ran_head, ran_rows)}{common}"
+            f"<h2>How each went</h2>{_table(head, rows)}")
+
+
+def _names(fleets: list[dict[str, Any]]) -> list[str]:
+    """Each fleet's name; a name two fleets share gets its id's tail, so lines differ."""
+    names = [f.get("name") or f["fleet_id"] for f in fleets]
+    return [n if names.count(n) == 1 else f"{n} ({f['fleet_id'][-6:]})"
+            for n, f in zip(names, fleets, strict=True)]
+
+
+def _link(name: str, fleet: dict[str, Any]) -> str:
+    return f"<a href='/ui/fleets/{escape(fleet['fleet_id'])}'>{escape(name)}</a>"
+
+
+def _table(head: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
     th = "".join(f"<th>{h}</th>" for h in head)
     trs = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in rows)
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>fleets compared</title>"
-            "<style>body{font-family:sans-serif;margin:2em auto;max-width:1100px}table{"
-            "border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
-            "svg{max-width:100%;height:auto}</style></head><body><h1>Fleets compared</h1>"
-            f"{chart}<table><tr>{th}</tr>{trs}</table></body></html>")
+    return f"<table><tr>{th}</tr>{trs}</table>"
 
 
 def _pct(value: float | None) -> str:
