@@ -138,6 +138,19 @@ def test_protocol_example_runs(server: LiveServer, text: str) -> None:
     assert np.asarray(scope["loss"]).shape == () and np.asarray(scope["probs"]).shape == (32, 10)
 
 
+def test_fleet_example_runs_after_the_curl_example(server: LiveServer, workdir: Path) -> None:
+    (curl,) = blocks(section("Using it with curl"), "sh")
+    (fleet,) = blocks(section("Fleets: federated learning on the .tflite that ships"), "sh")
+    assert fleet.splitlines()[4] == ".venv/bin/fleetlite datasets sample digits ."
+    # no browser here: the page it opens is fetched instead, and must answer
+    opener = 'xdg-open() { curl -sf -o /dev/null -w "page %{http_code}\\n" "$1"; }\n'
+    script = opener + (curl + fleet).replace("URL=http://127.0.0.1:8000", f"URL={server.url}")
+    out = sh(script, workdir)
+    assert (workdir / "digits.npz").exists() and (workdir / "digits_test.npz").exists()
+    assert "event: end" in out and out.rstrip().endswith("page 200"), out[-2000:]
+    assert '"client_accuracy_personal"' in out, out[-2000:]  # the report's final figures
+
+
 def test_keys_example_runs(tmp_path: Path) -> None:
     (block,) = blocks(section("Keys"), "sh")
     start, *calls = block.splitlines()
