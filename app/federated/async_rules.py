@@ -178,11 +178,14 @@ def make_rule(spec: Mapping[str, Any]) -> FedBuff | FedAsync:
 
 
 class Arrival(Protocol):
-    """What the rules need of an arrival (async_plan.Ended has it)."""
+    """What the rules need of an arrival (async_plan.Ended has it, frozen: read-only)."""
 
-    client_id: int
-    start_version: int
-    staleness: int
+    @property
+    def client_id(self) -> int: ...
+    @property
+    def start_version(self) -> int: ...
+    @property
+    def staleness(self) -> int: ...
 
 
 def server_update(rule: FedBuff | FedAsync, current: Arrays, arrivals: Sequence[Arrival],

@@ -24,7 +24,7 @@ from app.services.privacy import check_spec as check_privacy
 
 LABEL_NAMES = ("y", "label")
 OUTPUT_NAMES = ("output", "probabilities", "probs", "logits")
-ASYNC_READY = False  # the async loop is wired in (services/fleet/async_loop.py)
+ASYNC_READY = True  # the async loop is wired in (services/fleet/async_loop.py)
 PRIVACY_READY = True  # DP-FedAvg is wired into the rounds (services/fleet/private.py)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Generator
 
 from app.executor.update import Interrupted, public_reason
 from app.services.context import Context
-from app.services.fleet import commit, finish, record
+from app.services.fleet import async_loop, commit, finish, record
 from app.services.fleet import rows as fleet_rows
 from app.services.fleet.loop import Stalled, UpdateFailed, rounds
 from app.services.fleet.updates import NonFiniteGlobal
@@ -46,8 +46,8 @@ def drive(ctx: Context, state: FleetState) -> Generator[float | None, None, None
         plan = record.plan_of(ctx, row)
         while True:
             try:
-                done = yield from rounds(ctx, state, fleet_rows.get_row(ctx, fleet_id=row.id),
-                                         plan)
+                loop = async_loop.rounds if plan.spec["mode"] == "async" else rounds
+                done = yield from loop(ctx, state, fleet_rows.get_row(ctx, fleet_id=row.id), plan)
                 break
             except StoreUnavailable as exc:
                 tries += 1

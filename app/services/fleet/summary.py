@@ -3,6 +3,7 @@ helped or hurt, and per device class who the global model serves and who it leav
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,13 +27,18 @@ def build(ctx: Context, row: FleetRow, plan: FleetPlan, acc_global: np.ndarray |
     counts = {name: dict.fromkeys(OUTCOMES, 0) for name in names}
     summary: list[Summary] = []
     failed: dict[str, int] = {}
+    ends: list[float] = []  # async: the server updates' moments so far
+    taus: dict[str, list[int]] = {name: [] for name in names}
     for r in fleet_rows.each_round(ctx, row.id):
         summary.append(Summary(r.virtual_end_s, r.global_accuracy, r.client_accuracy,
                                (r.privacy or {}).get("epsilon")))
         for u in r.updates:
             counts[names[plan.class_index[u[0]]]][u[4]] += 1
+            if u[4] == "completed":  # started from the version of the updates before it
+                taus[names[plan.class_index[u[0]]]].append(len(ends) - bisect_right(ends, u[1]))
             if len(u) > 10 and u[10] is not None:
                 failed[u[10]] = failed.get(u[10], 0) + 1
+        ends.append(r.virtual_end_s)
     report: dict[str, Any] = {
         "fleet_id": row.id, "rounds": len(summary),
         "global_accuracy": [r.global_accuracy for r in summary], "final": None,
@@ -43,6 +49,10 @@ def build(ctx: Context, row: FleetRow, plan: FleetPlan, acc_global: np.ndarray |
         "failed_updates": {"count": sum(failed.values()), "reasons": failed}}
     if plan.spec.get("privacy"):  # epsilon against rounds (and so accuracy against epsilon)
         report["epsilon"] = [r.epsilon for r in summary]
+    if plan.spec.get("mode") == "async":  # staleness of the arrivals, per device class
+        for name, got in taus.items():
+            report["device_classes"][name]["staleness"] = {
+                "mean": sum(got) / len(got), "max": max(got)} if got else None
     if acc_global is not None and acc_personal is not None:
         report["final"] = final(summary, acc_global, acc_personal)
     return report
