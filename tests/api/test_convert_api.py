@@ -179,3 +179,6 @@ def test_convert_model_no_one_here_wrote_then_train_it_as_session_job_and_fleet(
     final = read_ckpt(checkpoint_bytes(client, fleet["global_checkpoint_ids"][-1]))
     trained = [name for name in final if not name.startswith("optimizer/")]
     assert trained and all(np.isfinite(final[name]).all() for name in trained)
+    # Only the trainable layers' weights are variables; frozen ones are constants.
+    assert {name.split("/")[0] for name in trained} == set(
+        model["converted_from"]["trainable_layers"])
