@@ -214,3 +214,24 @@ def test_plan_reads_do_not_touch_the_dataset(server: LiveServer, client: httpx.C
     monkeypatch.setattr(server.ctx.store, "get", no_datasets)
     for path in ("clients", "report", "rounds", "clients/0", "report.html"):
         assert client.get(f"/v1/fleets/{fleet['id']}/{path}").status_code == 200
+
+
+def test_fedpers_global_holds_the_example_weighted_mean_of_the_devices_personal_values(
+        client: httpx.Client, mlp_id: str, mlp_bytes: bytes) -> None:
+    from tests.fleets.support import checkpoint_bytes, initial_weights, read_ckpt
+
+    train = upload_dataset(client, "fedper", digits(240))
+    fleet = finish(client, start(client, "fedper", model_id=mlp_id, dataset_id=train,
+                                 partition={"kind": "natural", "by": "writer"},
+                                 clients_per_round=8, rounds=2, batch_size=16,
+                                 personal=["dense_2/"])["id"])
+    items = client.get(f"/v1/fleets/{fleet['id']}/clients").json()["items"]
+    total = sum(c["num_train"] for c in items)
+    own = [(read_ckpt(checkpoint_bytes(client, c["checkpoint_id"])), c["num_train"])
+           for c in items]
+    final = read_ckpt(checkpoint_bytes(client, fleet["global_checkpoint_ids"][-1]))
+    initial = read_ckpt(initial_weights(mlp_bytes))
+    for name in (k for k in final if k.startswith("dense_2/")):
+        expected = sum(w[name].astype(np.float64) * n for w, n in own) / total
+        assert float(np.max(np.abs(final[name] - expected))) < 1e-6, name
+        assert not np.array_equal(final[name], initial[name])  # no longer the initial head
