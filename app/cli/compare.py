@@ -30,11 +30,12 @@ def compare_row(f: dict[str, Any]) -> tuple[Any, ...]:
     s, st = f["summary"], f["settings"]
     u = s.get("updates") or {}
     hours = s.get("virtual_hours")
+    virtual = s.get("virtual_seconds", None if hours is None else hours * 3600)
     deadline = st.get("round_deadline_s")
     energy = s.get("energy_j")
     return (label(f), f["status"], (st.get("strategy") or {}).get("name", "-"),
             "-" if deadline is None else seconds(deadline), st.get("over_commit") or "-",
-            s["rounds"], seconds(None if hours is None else hours * 3600),
+            s["rounds"], seconds(virtual),
             pct(s.get("final_accuracy")), pct(s.get("best_accuracy")),
             seconds((s.get("time_to_accuracy") or {}).get("90%")), u.get("completed", "-"),
             u.get("straggler", "-"),

@@ -103,15 +103,15 @@ def strategy(current: dict[str, Any] | None, name: str | None,
 
 
 def asynchronous(spec: dict[str, Any], name: str | None, mode: str | None,
-                 concurrency: int | None, buffer_size: int | None) -> dict[str, Any]:
-    """The spec's name, mode and async settings with the flags applied."""
+                 settings: dict[str, Any]) -> dict[str, Any]:
+    """The spec's name, mode and async settings (algorithm, concurrency, buffer_size) with the
+    flags applied."""
     if mode is not None and mode not in MODES:
         fail(f"--mode {mode!r}: choose one of {', '.join(MODES)}")
-    settings = {k: v for k, v in (("concurrency", concurrency), ("buffer_size", buffer_size))
-                if v is not None}
+    given = {k: v for k, v in settings.items() if v is not None}
     out: dict[str, Any] = {k: v for k, v in (("name", name), ("mode", mode)) if v is not None}
-    if settings:
-        out["async"] = {**(spec.get("async") or {}), **settings}
+    if given:
+        out["async"] = {**(spec.get("async") or {}), **given}
     return out
 
 
@@ -179,6 +179,9 @@ def fleets_run(
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="(default 0)")] = None,
     mode: Annotated[str | None, typer.Option(
         "--mode", help="sync (rounds) or async (updates applied as they arrive).")] = None,
+    algorithm: Annotated[str | None, typer.Option(
+        "--algorithm", help="async: fedbuff (a server update per --buffer-size arrivals) or "
+        "fedasync (one per arrival).")] = None,
     concurrency: Annotated[int | None, typer.Option(
         "--concurrency", min=1, help="async: client updates under way at once.")] = None,
     buffer_size: Annotated[int | None, typer.Option(
@@ -203,7 +206,9 @@ def fleets_run(
                  if v is not None}),
              "strategy": strategy(spec.get("strategy"), strategy_name, params or [])}
     spec.update({k: v for k, v in flags.items() if v is not None})
-    spec.update(asynchronous(spec, name, mode, concurrency, buffer_size))
+    spec.update(asynchronous(spec, name, mode, {"algorithm": algorithm,
+                                                "concurrency": concurrency,
+                                                "buffer_size": buffer_size}))
     if "clients_per_round" not in spec and "clients" in spec:
         spec["clients_per_round"] = min(PER_ROUND, spec["clients"])
     for key, flag in (("model_id", "--model"), ("dataset_id", "--dataset")):

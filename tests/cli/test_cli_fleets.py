@@ -203,16 +203,21 @@ def test_fleets_compare_prints_one_row_per_fleet(server: LiveServer, client: htt
                                                  model_id: str, data: dict[str, str],
                                                  ran: tuple[str, str]) -> None:
     other = json.loads(ok(cli(server, "--json", *small(model_id, data, "--strategy", "local",
-                                                         "--rounds", "1"))).stdout)["id"]
+                                                         "--rounds", "1", "--name",
+                                                         "local baseline"))).stdout)["id"]
     ids = [ran[0], other]
     out = ok(cli(server, "fleets", "compare", *ids)).stdout
     compared = client.get("/v1/fleets/compare", params={"ids": ",".join(ids)}).json()["fleets"]
-    for fleet_id, f, strategy_name in zip(ids, compared, ("fedavg", "local"), strict=True):
-        row = re.search(rf"^{fleet_id}\s+succeeded\s+{strategy_name}\s.*$", out, re.M)
+    for label, f, strategy_name in zip((ran[0], "local baseline"), compared, ("fedavg", "local"),
+                                       strict=True):
+        row = re.search(rf"^{label}\s+succeeded\s+{strategy_name}\s.*$", out, re.M)
         assert row, out
         s = f["summary"]
         assert f" {seconds(s['virtual_hours'] * 3600)} " in row.group(0), row.group(0)
         assert f" {s['rounds']} " in row.group(0)
+    assert re.search(rf"^local baseline +{other}$", out, re.M), out  # the name's id
+    assert re.search(rf"^{other}\s+local baseline\s", ok(cli(server, "fleets", "list",
+                                                              USER)).stdout, re.M)
     assert field(out, "chart") == f"{server.url}/v1/fleets/compare.html?ids={','.join(ids)}"
     assert httpx.get(f"{server.url}/v1/fleets/compare.html", params={"ids": ",".join(ids)},
                      timeout=60).status_code == 200
@@ -220,3 +225,15 @@ def test_fleets_compare_prints_one_row_per_fleet(server: LiveServer, client: htt
         "fleets": compared}
     one = cli(server, "fleets", "compare", ids[0])
     assert one.exit_code == 2 and "two or more fleet ids" in one.stderr
+
+
+def test_fleets_run_sends_name_and_async_mode(server: LiveServer, client: httpx.Client,
+                                              model_id: str, data: dict[str, str]) -> None:
+    started = json.loads(ok(cli(server, "--json", *small(
+        model_id, data, "--name", "FedBuff 2x2", "--mode", "async", "--algorithm", "fedbuff",
+        "--concurrency", "2", "--buffer-size", "2", "--detach"))).stdout)
+    spec = client.get(f"/v1/fleets/{started['id']}").json()["spec"]
+    assert (spec["name"], spec["mode"]) == ("FedBuff 2x2", "async")
+    assert (spec["async"]["algorithm"], spec["async"]["concurrency"],
+            spec["async"]["buffer_size"]) == ("fedbuff", 2, 2)
+    ok(cli(server, "fleets", "follow", started["id"]))

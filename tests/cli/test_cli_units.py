@@ -215,9 +215,9 @@ def sent_spec(monkeypatch: pytest.MonkeyPatch, *flags: str) -> dict[str, Any]:
 
 def test_fleets_run_flags_fill_name_mode_and_async(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = sent_spec(monkeypatch, "--name", "FedBuff, 4 at once", "--mode", "async",
-                     "--concurrency", "4", "--buffer-size", "3")
+                     "--algorithm", "fedbuff", "--concurrency", "4", "--buffer-size", "3")
     assert spec["name"] == "FedBuff, 4 at once" and spec["mode"] == "async"
-    assert spec["async"] == {"concurrency": 4, "buffer_size": 3}
+    assert spec["async"] == {"algorithm": "fedbuff", "concurrency": 4, "buffer_size": 3}
     assert "clients_per_round" not in spec  # the server's default: 10 of its 10 clients
     result = CliRunner().invoke(app, ["fleets", "run", "alice", "--model", "m", "--dataset",
                                       "d", "--mode", "fast"])
