@@ -11,8 +11,6 @@ move. Optimizer slots are variables under `optimizer/`, saved by `save`.
 
 from __future__ import annotations
 
-import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from app.runtime.keras_options import SLOT_PREFIX, Adam, ConvertOptions
+from models._convert import to_tflite  # the seed models' SavedModel -> Flex .tflite step
 
 # Layer classes whose inference-mode ops the converter and the Flex runtime both handle,
 # gradients included; anything else is refused by name rather than failing half-way.
@@ -259,7 +258,7 @@ def convert(model: Any, options: ConvertOptions) -> Converted:
     }
     try:
         concrete = {k: f.get_concrete_function() for k, f in fns.items()}
-        tflite = _to_tflite(module, concrete)
+        tflite = to_tflite(module, concrete)
     except ConvertError:
         raise
     except Exception as exc:  # noqa: BLE001 - tracing and the converter raise many types
@@ -267,21 +266,3 @@ def convert(model: Any, options: ConvertOptions) -> Converted:
         raise ConvertError(f"the model could not be converted: {type(exc).__name__}: "
                            f"{first}") from None
     return Converted(tflite, chosen, list(module.names))
-
-
-def _to_tflite(module: tf.Module, signatures: dict[str, Any]) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="fleetlite-keras-") as tmp:
-        saved = str(Path(tmp) / "saved_model")
-        tf.saved_model.save(module, saved, signatures=signatures)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved,
-                                                             signature_keys=list(signatures))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
-                                               tf.lite.OpsSet.SELECT_TF_OPS]
-        converter.experimental_enable_resource_variables = True
-        absl_logger = logging.getLogger("absl")
-        level = absl_logger.level
-        absl_logger.setLevel(logging.ERROR)
-        try:
-            return bytes(converter.convert())
-        finally:
-            absl_logger.setLevel(level)

@@ -69,7 +69,7 @@ class OptionsError(ValueError):
     """Options that cannot be used; `field` names the offending option."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"options.{field}: {message}")
+        super().__init__(f"options{'.' if field else ''}{field}: {message}")
         self.field = field
 
 
