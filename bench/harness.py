@@ -71,6 +71,7 @@ class Service:
                    "FLEETLITE_LOG_LEVEL": "warning", **env}
         subprocess.run([sys.executable, "-m", "app.db.migrate"], cwd=ROOT, env=environ,
                        check=True)
+        self.env = environ  # a restart (bench.fleet_record) starts the same server again
         self.log = (d / "server.log").open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port",

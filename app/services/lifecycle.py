@@ -44,13 +44,14 @@ def land(write: Callable[[], None], what: str, stop: threading.Event | None = No
         wait = min(wait * 2, LONGEST_WAIT_S)
 
 
-def finish(ctx: Context, table: type, row_id: str, status: str, error: str | None = None,
-           stop: threading.Event | None = None, **values: object) -> bool:
+def finish(ctx: Context, table: type, row_id: str, status: str, error: str | None = None, *,
+           stop: threading.Event | None = None, values: dict[str, object] | None = None
+           ) -> bool:
     """Record an end state (retried until it lands, see `land`)."""
     def write() -> None:
         with ctx.db.begin() as db:
             db.execute(update(table).where(table.id == row_id).values(  # type: ignore[attr-defined]
-                status=status, error=error, finished_at=utcnow(), **values))
+                status=status, error=error, finished_at=utcnow(), **(values or {})))
     return land(write, f"{table.__name__} {row_id} -> {status}", stop)
 
 
