@@ -103,6 +103,25 @@ class AsyncClock:
         """The virtual moment of the last server update (0 at the start)."""
         return self._sim.now_s
 
+    @property
+    def energy_j(self) -> np.ndarray:
+        """Every device's energy in the updates that have ended."""
+        return self._sim.energy_j.copy()
+
+    def battery_at(self, t: float | None = None) -> np.ndarray:
+        """Every device's battery at t (default: now): idle ones charging as the clock
+        charges them, running ones drained by their update so far."""
+        s = self._sim
+        t = s.now_s if t is None else float(t)
+        level = self._battery(s, slice(None), t)
+        for c, r in s.flight.items():
+            level[c] = float(updates.progress(r.u, np.array([min(t, r.stop_s)])).level[0])
+        return level
+
+    def windows(self, client: int, until_s: float | None = None) -> list[tuple[float, float]]:
+        """One client's availability windows over [0, until_s] (default: now)."""
+        return self.availability.windows(client, self.now_s if until_s is None else until_s)
+
     def running(self) -> list[Start]:
         """The updates training now, by client id: after a restart, train these again."""
         return [_start(self._sim.flight[c]) for c in sorted(self._sim.flight)]

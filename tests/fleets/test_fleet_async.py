@@ -73,6 +73,11 @@ def test_run_async_fleet_rounds_carry_staleness(client: httpx.Client, mlp_id: st
             assert r["virtual_start_s"] == prev["virtual_end_s"]
     assert any(r["staleness"]["max"] > 0 for r in rounds)  # the slow devices arrive late
     assert rounds[-1]["global_accuracy"] > 0.3
+    clients = client.get(f"/v1/fleets/{fleet['id']}/clients")
+    assert clients.status_code == 200, clients.text
+    one = client.get(f"/v1/fleets/{fleet['id']}/clients/{clients.json()['items'][0]['client_id']}")
+    assert one.status_code == 200, one.text
+    assert {u["round"] for u in one.json()["timeline"]} <= set(range(1, 7))
     report = client.get(f"/v1/fleets/{fleet['id']}/report").json()
     stale = {name: c["staleness"] for name, c in report["device_classes"].items()}
     assert stale["slow"]["mean"] > stale["fast"]["mean"]

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from app.db.tables import FleetClientRow, FleetRow
 from app.errors import NotFound
+from app.federated.async_clock import AsyncClock
 from app.federated.clock import FleetClock
 from app.services.context import Context
 from app.services.fleet import commit
@@ -22,7 +23,7 @@ from app.services.fleet.plan import PLAN_BLOB, FleetPlan, PlanCache
 from app.services.pages import Page
 
 CLIENTS_BLOB = "clients.npz"
-PLANS = PlanCache()
+PLANS = PlanCache(64)
 _ROUND_FIELDS = ("round", "status", "selected", "completed", "train_loss", "global_accuracy",
                  "client_accuracy", "checkpoint_id", "started_at", "finished_at",
                  "virtual_start_s", "virtual_end_s", "outcomes", "bytes_down", "bytes_up",
@@ -36,12 +37,10 @@ def plan_key(row: FleetRow) -> str:
 
 def plan_of(ctx: Context, row: FleetRow) -> FleetPlan:
     """A fleet's plan, as written when it was created (kept in memory once read)."""
-    found = PLANS.get(row.id)
-    if found is None:
-        assert row.plan is not None
-        found = FleetPlan.from_record(row.spec, row.plan, ctx.store.get(plan_key(row)))
-        PLANS.put(row.id, found)
-    return found
+    assert row.plan is not None
+    meta = row.plan
+    return PLANS.get(row.id, lambda: FleetPlan.from_record(row.spec, meta,
+                                                           ctx.store.get(plan_key(row))))
 
 
 def rounds(ctx: Context, *, fleet_id: str, limit: int, cursor: str | None
@@ -137,11 +136,12 @@ def _at(final: dict[str, np.ndarray] | None, name: str, c: int) -> float | None:
     return float(final[name][c])
 
 
-def _clock(ctx: Context, row: FleetRow) -> FleetClock | None:
+def _clock(ctx: Context, row: FleetRow) -> FleetClock | AsyncClock | None:
     """The clock after the fleet's last finished round (None before its first)."""
     if not row.state_key:
         return None
-    return FleetClock.from_state(commit.load_state(ctx, row)["clock"])
+    state = commit.load_state(ctx, row)["clock"]
+    return (AsyncClock if state.get("mode") == "async" else FleetClock).from_state(state)
 
 
 def per_client(ctx: Context, row: FleetRow) -> dict[str, np.ndarray] | None:
