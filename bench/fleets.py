@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import io
 import tempfile
+import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,40 +39,60 @@ def _data(n: int) -> dict[str, np.ndarray]:
 
 
 def plain_loop(model: bytes, data: dict[str, np.ndarray], clients: list[np.ndarray],
-               rounds: int) -> dict[str, float]:
-    """The same rounds in one thread on one interpreter; updates/s and the time per phase."""
-    lite = LiteSession(model)
+               rounds: int, threads: int = 1) -> dict[str, float]:
+    """The same rounds on `threads` interpreters in as many threads, each taking the round's
+    next update when its last ends, the average on this one; updates/s and phase times."""
+    lites = [LiteSession(model) for _ in range(threads)]
     took = dict.fromkeys(("restore_s", "train_s", "save_s", "read_s", "aggregate_s"), 0.0)
-    with tempfile.TemporaryDirectory(prefix="fleetlite-loop-") as tmp:
-        scratch, path = Path(tmp), Path(tmp) / "w.ckpt"
-        lite.save(path)
-        global_bytes = path.read_bytes()
-        started = time.perf_counter()
-        for r in range(1, rounds + 1):
-            results = []
-            for c, idx in enumerate(clients):
+    with tempfile.TemporaryDirectory(prefix="fleetlite-loop-") as tmp, \
+            ThreadPoolExecutor(threads) as pool:
+        # The global written once a round, every update restoring that file; each saves to
+        # a file of its own (saving over the file just restored costs ext4 a flush).
+        scratch, start = Path(tmp), Path(tmp) / "global-0.ckpt"
+        lites[0].save(start)
+        lock = threading.Lock()
+
+        def lane(i: int, r: int, todo: deque[int], out: dict[int, Any]) -> dict[str, float]:
+            lite = lites[i]
+            mine = dict.fromkeys(took, 0.0)
+            while True:
+                with lock:
+                    if not todo:
+                        return mine
+                    c = todo.popleft()
                 t0 = time.perf_counter()
-                path.write_bytes(global_bytes)
-                lite.restore(path)
+                lite.restore(start)
                 t1 = time.perf_counter()
                 plan = Plan(epochs=1, batch_size=BATCH, shuffle=True, seed=(SEED, r, c),
                             fixed_batch=False)
-                for batch in plan.batches({k: v[idx] for k, v in data.items()}, 0):
+                for batch in plan.batches({k: v[clients[c]] for k, v in data.items()}, 0):
                     lite.run("train", batch)
                 t2 = time.perf_counter()
+                path = scratch / f"update-{r}-{c}.ckpt"
                 lite.save(path)
                 saved = path.read_bytes()
+                path.unlink()
                 t3 = time.perf_counter()
-                results.append((ckptfile.read(saved, scratch), len(idx)))
+                out[c] = (ckptfile.read(saved, scratch), len(clients[c]))
                 t4 = time.perf_counter()
                 for k, dt in zip(("restore_s", "train_s", "save_s", "read_s"),
                                  (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                    took[k] += dt
+                    mine[k] += dt
+
+        started = time.perf_counter()
+        for r in range(1, rounds + 1):
+            todo, res = deque(range(len(clients))), dict[int, Any]()
+            for f in [pool.submit(lane, i, r, todo, res) for i in range(threads)]:
+                for k, v in f.result().items():
+                    took[k] += v
             t0 = time.perf_counter()
+            results = [res[c] for c in range(len(clients))]
             total = sum(n for _, n in results)
             mean = {k: (sum(w[k].astype(np.float64) * n for w, n in results) / total
                         ).astype(np.float32) for k in results[0][0]}
-            global_bytes = ckptfile.write(mean, scratch)
+            start.unlink()
+            start = scratch / f"global-{r}.ckpt"
+            start.write_bytes(ckptfile.write(mean, scratch))
             took["aggregate_s"] += time.perf_counter() - t0
         wall = time.perf_counter() - started
     updates = rounds * len(clients)
@@ -122,18 +145,25 @@ def bench_fleets(svc: Service, model: bytes, model_id: str) -> dict[str, Any]:
         # The service's iid split, so both do the same work: rebuilt the same way here.
         part = make_clients(num_examples=n, partition={"kind": "iid"}, clients=n_clients,
                             holdout=0.0, seed=SEED, labels=None, natural=None)
-        # The loop before and after the service, and the ratio to their mean: on this VM
-        # the same loop varies by a fifth from one minute to the next.
-        before = plain_loop(model, data, [part[c].train for c in range(n_clients)], rounds)
+        # The loops before and after the service, and the ratio to their mean: on this VM
+        # the same loop varies by a fifth from one minute to the next. The two-thread loop
+        # is the limit two lanes can reach.
+        idx = [part[c].train for c in range(n_clients)]
+        before = [plain_loop(model, data, idx, rounds, t) for t in (1, 2)]
         service = service_fleet(svc, model_id, dataset_id, n_clients, rounds)
-        after = plain_loop(model, data, [part[c].train for c in range(n_clients)], rounds)
-        loop = {k: (before[k] + after[k]) / 2 for k in before}
+        after = [plain_loop(model, data, idx, rounds, t) for t in (2, 1)][::-1]
+        loop, loop2 = ({k: (b[k] + a[k]) / 2 for k in b} for b, a in zip(before, after,
+                                                                          strict=True))
         out[name] = {"clients": n_clients, "rounds": rounds,
                      "examples_per_client": n // n_clients, "loop": loop,
-                     "loops": [before["updates_per_s"], after["updates_per_s"]],
+                     "loops": [before[0]["updates_per_s"], after[0]["updates_per_s"]],
+                     "loop2": loop2,
+                     "loops2": [before[1]["updates_per_s"], after[1]["updates_per_s"]],
                      "service": service,
                      "ratio": service["updates_per_s"] / loop["updates_per_s"],
-                     "steady_ratio": service["steady_updates_per_s"] / loop["updates_per_s"]}
+                     "steady_ratio": service["steady_updates_per_s"] / loop["updates_per_s"],
+                     "ratio2": service["updates_per_s"] / loop2["updates_per_s"],
+                     "steady_ratio2": service["steady_updates_per_s"] / loop2["updates_per_s"]}
     return out
 
 
@@ -146,12 +176,17 @@ def print_fleets(res: dict[str, Any]) -> None:
                 f"{r['rounds']} rounds)"
         s, lp = r["service"], r["loop"]
         print(f"  {label}")
+        lp2 = r["loop2"]
         print(f"    {'plain loop, one thread (before, after)':46} {lp['updates_per_s']:10.1f}"
               f"   ({r['loops'][0]:.1f}, {r['loops'][1]:.1f})")
+        print(f"    {'plain loop, two threads (before, after)':46} "
+              f"{lp2['updates_per_s']:10.1f} {lp2['updates_per_s'] / lp['updates_per_s']:7.2f}x"
+              f"  ({r['loops2'][0]:.1f}, {r['loops2'][1]:.1f})")
         print(f"    {'service fleet, POST to end':46} {s['updates_per_s']:10.1f} "
-              f"{r['ratio']:7.2f}x")
+              f"{r['ratio']:7.2f}x  {r['ratio2']:.2f} of two threads")
         print(f"    {'service fleet, rounds 2.. (warm)':46} "
-              f"{s['steady_updates_per_s']:10.1f} {r['steady_ratio']:7.2f}x")
+              f"{s['steady_updates_per_s']:10.1f} {r['steady_ratio']:7.2f}x  "
+              f"{r['steady_ratio2']:.2f} of two threads")
         print("    per round, ms: loop: restore {:.1f} train {:.1f} save {:.1f} read {:.1f} "
               "aggregate {:.1f}".format(*(1000 * lp[k] for k in (
                   "restore_s", "train_s", "save_s", "read_s", "aggregate_s"))))

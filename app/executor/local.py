@@ -10,6 +10,7 @@ devices' sessions are rows and checkpoints, loaded like any session when someone
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections import deque
@@ -49,6 +50,8 @@ class LocalExecutor:
         self._datasets = Lru[Mapping[str, np.ndarray[Any, Any]]](2)
         self._models = Lru[bytes](4)
         self._signatures = Lru[Signatures](4)
+        self._names = itertools.count()
+        self._start_files: set[Path] = set()  # every lane's, removed at shutdown
 
     def train(self, work: TrainingWork, hooks: runner.Hooks[Snapshot]) -> bool:
         """Run the plan on work.live; True when every epoch ran."""
@@ -98,7 +101,27 @@ class LocalExecutor:
             lambda lite: self._signatures.get(update.model_key,
                                               lambda: read_signatures(lite.interpreter)),
             lambda: self.dataset(update.dataset_key), self.fetch, self.read, self.scratch,
-            stopped)
+            stopped, self._start_file)
+
+    def _start_file(self, key: str) -> Path:
+        # This lane's file of a global checkpoint, written once and restored by each update
+        # of the round the lane runs, instead of a file written and removed an update. A
+        # lane's own, so no file goes while another lane restores it; the last two kept
+        # (fleets running at once take turns on the lanes).
+        files: dict[str, Path] | None = getattr(self._lane, "starts", None)
+        if files is None:
+            files = self._lane.starts = {}
+        path = files.pop(key, None)
+        if path is None:
+            path = self.scratch / f"start-{next(self._names)}.ckpt"
+            self._start_files.add(path)
+            path.write_bytes(self.fetch(key))
+        files[key] = path  # the most recent last
+        while len(files) > 2:
+            old = files.pop(next(iter(files)))
+            old.unlink(missing_ok=True)
+            self._start_files.discard(old)
+        return path
 
     def _interpreter(self, model_key: str) -> LiteSession:
         lites: Lru[LiteSession] | None = getattr(self._lane, "lites", None)
@@ -123,3 +146,5 @@ class LocalExecutor:
     def shutdown(self) -> None:
         """Let the lanes go (a fleet under way was stopped by its hooks first)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for path in list(self._start_files):
+            path.unlink(missing_ok=True)

@@ -109,10 +109,11 @@ class _Hooks:
 
 
 def train(session: runner.Trainable, restore: Callable[[Path], None],
-          save: Callable[[Path], None], update: ClientUpdate, start: bytes, arrays: Arrays,
-          scratch: Path, stopped: Callable[[], bool]) -> UpdateResult:
-    """Restore `start`, train the plan, save: the update's result. Raises Interrupted when
-    stopped() says so between steps (the round is then discarded)."""
+          save: Callable[[Path], None], update: ClientUpdate, start: bytes | Path,
+          arrays: Arrays, scratch: Path, stopped: Callable[[], bool]) -> UpdateResult:
+    """Restore `start` (bytes, or a file the caller keeps), train the plan, save: the
+    update's result. Raises Interrupted when stopped() says so between steps (the round is
+    then discarded)."""
     # Two files, each written once: on ext4, saving over the file just restored forces its
     # blocks out and makes the unlink cost ~0.5 ms an update.
     name = f"update-{update.fleet_id}-{update.client_id}-{update.round}"
@@ -124,8 +125,11 @@ def train(session: runner.Trainable, restore: Callable[[Path], None],
         return clock[-1] - clock[-2]
 
     try:
-        path.write_bytes(start)
-        restore(path)
+        if isinstance(start, Path):
+            restore(start)
+        else:
+            path.write_bytes(start)
+            restore(path)
         took = {"restore_s": lap()}
         hooks = _Hooks(stopped)
         if not runner.run(session, arrays, update.plan, hooks, snapshot=lambda: None,
@@ -210,15 +214,22 @@ def run_update(update: ClientUpdate, lite: Callable[[], LiteSession],
                dataset: Callable[[], Mapping[str, np.ndarray[Any, Any]]],
                fetch: Callable[[str], bytes],
                read: Callable[[str], Mapping[str, np.ndarray[Any, Any]]],
-               scratch: Path, stopped: Callable[[], bool]) -> Outcome:
+               scratch: Path, stopped: Callable[[], bool],
+               start_file: Callable[[str], Path] | None = None) -> Outcome:
     """One client update on an interpreter of its model, as every executor runs it: the
     start weights restored, the plan trained, the weights saved, the holdout measured.
-    Interrupted propagates (the round is dropped); any other failure is an UpdateFailure."""
+    Interrupted propagates (the round is dropped); any other failure is an UpdateFailure.
+    With start_file, an update that starts from the global alone restores the file it gives
+    for that key (one a round, not one an update)."""
     try:
         interpreter = lite()
         signatures = sigs(interpreter)
         data = dataset()
-        start = start_weights(update, fetch, read, scratch)
+        start: bytes | Path
+        if start_file is not None and (update.own_key is None or not update.keep):
+            start = start_file(update.start_key)
+        else:
+            start = start_weights(update, fetch, read, scratch)
         result = train(Bare(interpreter), interpreter.restore, interpreter.save, update, start,
                        client_arrays(update, data, signatures["train"]), scratch, stopped)
         bad = not_finite(result)
