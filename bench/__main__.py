@@ -23,6 +23,7 @@ import orjson
 import models
 from app.runtime.interpreter import LiteSession
 from bench import convert as convert_bench
+from bench import fleet_record as fleet_record_bench
 from bench import fleets as fleets_bench
 from bench import jobs as jobs_bench
 from bench import loops
@@ -266,6 +267,8 @@ def main() -> None:
     memory_bench.print_memory(server_memory)
     results["convert"] = convert_bench.bench_convert()  # no server: the child and two loops
     convert_bench.print_convert(results["convert"])
+    results["fleet_record"] = fleet_record_bench.bench_fleet_record()  # servers of its own
+    fleet_record_bench.print_fleet_record(results["fleet_record"])
     if fl:
         print(f"\nfleet: {fl['sessions']} sessions, {fl['cap']} live: created+trained "
               f"{fl['create_and_train_per_s']:.0f}/s; call on an evicted session p50 "
