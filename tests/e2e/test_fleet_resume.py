@@ -29,7 +29,8 @@ def _spec(model_id: str, dataset_id: str, personal: list[str]) -> dict[str, Any]
     # so that at the start of the diurnal day several are eligible (with 12, one was).
     return {"model_id": model_id, "dataset_id": dataset_id, "clients": 40,
             "clients_per_round": 4, "rounds": ROUNDS, "batch_size": 16, "holdout": 0.2,
-            "partition": {"kind": "dirichlet", "alpha": 0.5}, "strategy": {"name": "fedadam"},
+            "partition": {"kind": "dirichlet", "alpha": 0.5, "min_partition_size": 0},
+            "strategy": {"name": "fedadam"},
             "personal": personal, "finetune_epochs": 1, "seed": 5,
             "devices": {"availability": "diurnal"}, "over_commit": 1.5}
 
