@@ -235,3 +235,29 @@ def test_fedpers_global_holds_the_example_weighted_mean_of_the_devices_personal_
         expected = sum(w[name].astype(np.float64) * n for w, n in own) / total
         assert float(np.max(np.abs(final[name] - expected))) < 1e-6, name
         assert not np.array_equal(final[name], initial[name])  # no longer the initial head
+
+
+def test_a_store_error_on_one_updates_blobs_is_a_failed_update(
+        client: httpx.Client, mlp_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.executor import update as executor_update
+    from app.store.blobs import StoreUnavailable
+
+    start_weights = executor_update.start_weights
+
+    def flaky(update: Any, *args: Any) -> bytes:
+        if update.client_id == 2 and update.round == 2:
+            raise StoreUnavailable("s3 store s3://bucket/prefix: connection refused")
+        return start_weights(update, *args)
+
+    monkeypatch.setattr(executor_update, "start_weights", flaky)
+    train = upload_dataset(client, "flaky", digits(200))
+    # personal: from round 2 on, a device's start merges its own checkpoint's blob
+    fleet = finish(client, start(client, "flaky", model_id=mlp_id, dataset_id=train, clients=4,
+                                 clients_per_round=4, rounds=3, personal=["dense_2/"])["id"])
+    rounds = client.get(f"/v1/fleets/{fleet['id']}/rounds").json()["items"]
+    assert [r["outcomes"]["failed"] for r in rounds] == [0, 1, 0]
+    assert rounds[1]["completed"] == [0, 1, 3]
+    (failure,) = rounds[1]["failures"]
+    assert failure["client_id"] == 2
+    assert failure["reason"].startswith("StoreUnavailable: s3 store")
+    assert "connection refused" in failure["reason"] and "/prefix" not in failure["reason"]
