@@ -20,6 +20,7 @@ from httpx_sse import connect_sse
 
 import models
 from app.demo import digits_28
+from app.services.charts import duration
 from bench.harness import Service
 
 CLIENTS, PER_ROUND, BATCH, SEED = 100, 10, 16, 1
@@ -69,8 +70,8 @@ def _first(seconds: list[float], accuracy: list[float | None], target: float) ->
                  if a is not None and a >= target), None)
 
 
-def _hours(s: float | None) -> str:
-    return "never" if s is None else f"{s / 3600:.1f} h"
+def _when(s: float | None) -> str:
+    return "never" if s is None else duration(s)
 
 
 def main() -> None:
@@ -103,17 +104,17 @@ def main() -> None:
     best = fleets[0]["summary"]["best_accuracy"]
     print(f"Reference: the sync fleet's best test accuracy {best:.4f}. {CLIENTS} devices "
           "(catalogue mix, diurnal), digits iid, MLP, batch 16, one local epoch.\n")
-    print("| fleet | server updates | to sync's best | to 95 % of it | best accuracy "
-          "| updates completed / dropped | mean staleness | wall s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| fleet | server updates | to sync's best | to 95 % of it | virtual time in all "
+          "| best accuracy | updates completed / dropped | mean staleness | wall s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for f, rounds, w in zip(fleets, stale, wall, strict=True):
         s = f["summary"]
         upd = s["updates"]
         taus = [r["staleness"]["mean"] for r in rounds if (r.get("staleness") or {}).get("mean")
                 is not None]
-        print(f"| {f['name']} | {s['rounds']} | {_hours(_first(f['seconds'], f['accuracy'], best))}"
-              f" | {_hours(_first(f['seconds'], f['accuracy'], 0.95 * best))}"
-              f" | {s['best_accuracy']:.4f} | {upd['completed']} / "
+        print(f"| {f['name']} | {s['rounds']} | {_when(_first(f['seconds'], f['accuracy'], best))}"
+              f" | {_when(_first(f['seconds'], f['accuracy'], 0.95 * best))}"
+              f" | {_when(s['virtual_seconds'])} | {s['best_accuracy']:.4f} | {upd['completed']} / "
               f"{upd['dropped_offline'] + upd['dropped_battery']}"
               f" | {np.mean(taus) if taus else 0.0:.2f} | {w:.0f} |")
     sys.stdout.flush()
