@@ -84,8 +84,12 @@ def test_a_store_that_refuses_writes_pauses_the_fleet_until_it_takes_them_again(
         else:
             undo = _fill(mount)
         seen: list[Any] = []
-        paused = _until(lambda: (f := c.get(f"/v1/fleets/{fleet['id']}").json())["status"]
-                        == "paused" and f or seen.append(f), lambda: f"the fleet did not pause: {seen[-1:]}")
+
+        def paused_now() -> Any:
+            seen[:] = [c.get(f"/v1/fleets/{fleet['id']}").json()]
+            return seen[0]["status"] == "paused" and seen[0]
+
+        paused = _until(paused_now, lambda: f"the fleet did not pause: {seen}")
         assert "store" in paused["error"] and str(mount) not in paused["error"], paused
         assert c.get("/readyz").status_code == 503
         undo()
