@@ -5,6 +5,7 @@ weights, train the client's epochs, save, read the saved weights, average), in o
 from __future__ import annotations
 
 import io
+import os
 import tempfile
 import threading
 import time
@@ -79,7 +80,7 @@ def plain_loop(model: bytes, data: dict[str, np.ndarray], clients: list[np.ndarr
                                  (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                     mine[k] += dt
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for r in range(1, rounds + 1):
             todo, res = deque(range(len(clients))), dict[int, Any]()
             for f in [pool.submit(lane, i, r, todo, res) for i in range(threads)]:
@@ -94,16 +95,17 @@ def plain_loop(model: bytes, data: dict[str, np.ndarray], clients: list[np.ndarr
             start = scratch / f"global-{r}.ckpt"
             start.write_bytes(ckptfile.write(mean, scratch))
             took["aggregate_s"] += time.perf_counter() - t0
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     updates = rounds * len(clients)
-    return {"updates_per_s": updates / wall, **{k: v / rounds for k, v in took.items()}}
+    return {"updates_per_s": updates / wall, "cpu_ms": 1000 * cpu / updates,
+            **{k: v / rounds for k, v in took.items()}}
 
 
 def service_fleet(svc: Service, model_id: str, dataset_id: str, clients: int,
                   rounds: int) -> dict[str, Any]:
     """The same fleet through the service: updates/s from POST to the end event."""
     with httpx.Client(base_url=svc.url, timeout=600) as api:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_s(svc.proc.pid)
         r = api.post("/v1/users/bench/fleets", json={
             "model_id": model_id, "dataset_id": dataset_id, "clients": clients,
             "clients_per_round": clients, "rounds": rounds, "batch_size": BATCH, "seed": SEED})
@@ -111,7 +113,7 @@ def service_fleet(svc: Service, model_id: str, dataset_id: str, clients: int,
         fid = r.json()["id"]
         with connect_sse(api, "GET", f"/v1/fleets/{fid}/events") as src:
             final = [orjson.loads(e.data) for e in src.iter_sse() if e.event == "end"][-1]
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, _cpu_s(svc.proc.pid) - cpu
         assert final["status"] == "succeeded", final
         per_round = []
         items = api.get(f"/v1/fleets/{fid}/rounds", params={"limit": 200}).json()["items"]
@@ -124,8 +126,15 @@ def service_fleet(svc: Service, model_id: str, dataset_id: str, clients: int,
         # Rounds 2.. only: the first also builds the lanes' interpreters, reads the dataset.
         steady = _ts(items[-1]["finished_at"]) - _ts(items[1]["started_at"])
     phases = {k: float(np.mean([t.get(k, 0.0) for t in per_round])) for k in per_round[0]}
-    return {"updates_per_s": rounds * clients / wall,
+    return {"updates_per_s": rounds * clients / wall, "cpu_ms": 1000 * cpu / (rounds * clients),
             "steady_updates_per_s": (rounds - 1) * clients / steady, **phases}
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user and system, every thread) a process has used: on a shared machine
+    whose load moves the wall figures by a fifth, what the work itself costs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ts(value: str) -> float:
@@ -184,6 +193,9 @@ def print_fleets(res: dict[str, Any]) -> None:
               f"  ({r['loops2'][0]:.1f}, {r['loops2'][1]:.1f})")
         print(f"    {'service fleet, POST to end':46} {s['updates_per_s']:10.1f} "
               f"{r['ratio']:7.2f}x  {r['ratio2']:.2f} of two threads")
+        print(f"    {'CPU ms an update: loop, two threads, service':46} {lp['cpu_ms']:10.2f} "
+              f"{lp2['cpu_ms']:7.2f} {s['cpu_ms']:7.2f}  (two threads / service "
+              f"{lp2['cpu_ms'] / s['cpu_ms']:.2f})")
         print(f"    {'service fleet, rounds 2.. (warm)':46} "
               f"{s['steady_updates_per_s']:10.1f} {r['steady_ratio']:7.2f}x  "
               f"{r['steady_ratio2']:.2f} of two threads")

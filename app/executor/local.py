@@ -10,6 +10,7 @@ devices' sessions are rows and checkpoints, loaded like any session when someone
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import threading
@@ -24,13 +25,15 @@ import numpy as np
 
 from app.executor.base import TrainingWork
 from app.executor.cache import Lru
-from app.executor.update import ClientUpdate, Outcome, run_update
+from app.executor.update import Arrays, ClientUpdate, Outcome, client_arrays, run_update
 from app.runtime import ckptfile, runner
 from app.runtime.datasets import read_npz
 from app.runtime.interpreter import LiteSession
 from app.runtime.session import Snapshot
-from app.runtime.signatures import Signatures, read_signatures
+from app.runtime.signatures import Signatures, SignatureSpec, read_signatures
 from app.store import BlobStore
+
+CLIENT_ARRAYS_BYTES = 32 << 20  # devices' gathered training examples kept across rounds
 
 
 class LocalExecutor:
@@ -50,6 +53,10 @@ class LocalExecutor:
         self._datasets = Lru[Mapping[str, np.ndarray[Any, Any]]](2)
         self._models = Lru[bytes](4)
         self._signatures = Lru[Signatures](4)
+        # A sync fleet's device trains the same examples every round: its arrays, gathered
+        # once (py-spy found a tenth to a sixth of an update's samples in the gather).
+        self._clients = Lru[Arrays](100_000, cost=lambda a: sum(v.nbytes for v in a.values()),
+                                    budget=CLIENT_ARRAYS_BYTES)
         self._names = itertools.count()
         self._start_files: set[Path] = set()  # every lane's, removed at shutdown
 
@@ -101,7 +108,22 @@ class LocalExecutor:
             lambda lite: self._signatures.get(update.model_key,
                                               lambda: read_signatures(lite.interpreter)),
             lambda: self.dataset(update.dataset_key), self.fetch, self.read, self.scratch,
-            stopped, self._start_file)
+            stopped, self._start_file, self._client_arrays)
+
+    def _client_arrays(self, update: ClientUpdate, dataset: Mapping[str, np.ndarray[Any, Any]],
+                       spec: SignatureSpec) -> Arrays:
+        key = "|".join((update.dataset_key, update.model_key, *update.train_inputs,
+                        str(update.flip_label), str(update.num_classes),
+                        hashlib.blake2b(np.ascontiguousarray(update.indices).tobytes(),
+                                        digest_size=16).hexdigest()))
+
+        def gather() -> Arrays:
+            arrays = client_arrays(update, dataset, spec)
+            for value in arrays.values():
+                value.flags.writeable = False  # shared by every update of the device
+            return arrays
+
+        return self._clients.get(key, gather)
 
     def _start_file(self, key: str) -> Path:
         # This lane's file of a global checkpoint, written once and restored by each update

@@ -215,12 +215,14 @@ def run_update(update: ClientUpdate, lite: Callable[[], LiteSession],
                fetch: Callable[[str], bytes],
                read: Callable[[str], Mapping[str, np.ndarray[Any, Any]]],
                scratch: Path, stopped: Callable[[], bool],
-               start_file: Callable[[str], Path] | None = None) -> Outcome:
+               start_file: Callable[[str], Path] | None = None,
+               arrays: Callable[[ClientUpdate, Mapping[str, np.ndarray[Any, Any]],
+                                 SignatureSpec], Arrays] = client_arrays) -> Outcome:
     """One client update on an interpreter of its model, as every executor runs it: the
     start weights restored, the plan trained, the weights saved, the holdout measured.
     Interrupted propagates (the round is dropped); any other failure is an UpdateFailure.
     With start_file, an update that starts from the global alone restores the file it gives
-    for that key (one a round, not one an update)."""
+    for that key (one a round, not one an update); `arrays` gives its training examples."""
     try:
         interpreter = lite()
         signatures = sigs(interpreter)
@@ -231,7 +233,7 @@ def run_update(update: ClientUpdate, lite: Callable[[], LiteSession],
         else:
             start = start_weights(update, fetch, read, scratch)
         result = train(Bare(interpreter), interpreter.restore, interpreter.save, update, start,
-                       client_arrays(update, data, signatures["train"]), scratch, stopped)
+                       arrays(update, data, signatures["train"]), scratch, stopped)
         bad = not_finite(result)
         if bad:
             return UpdateFailure(update.client_id, bad)
