@@ -15,6 +15,7 @@ from tests.fleets.support import (
     checkpoint_bytes,
     digits,
     finish,
+    follow,
     read_ckpt,
     start,
     upload_dataset,
@@ -85,7 +86,8 @@ def test_run_async_fleet_rounds_carry_staleness(client: httpx.Client, mlp_id: st
 
 def test_rerun_async_fleet_is_bit_identical(client: httpx.Client, mlp_id: str,
                                             population: tuple[str, str]) -> None:
-    spec = _spec(mlp_id, population, rounds=4, personal=["dense_1"])
+    spec = _spec(mlp_id, population, rounds=4, personal=["dense_1"], **{"async": {
+        "algorithm": "fedbuff", "concurrency": 6, "buffer_size": 6}})
     a, b = (finish(client, start(client, "asy", **spec)["id"]) for _ in range(2))
     for ca, cb in zip(a["global_checkpoint_ids"], b["global_checkpoint_ids"], strict=True):
         assert checkpoint_bytes(client, ca) == checkpoint_bytes(client, cb)
@@ -93,6 +95,9 @@ def test_rerun_async_fleet_is_bit_identical(client: httpx.Client, mlp_id: str,
     ra, rb = ([{k: v for k, v in r.items() if k not in strip} for r in _rounds(client, f["id"])]
               for f in (a, b))
     assert ra == rb
+    # A fast device arrived and started again within one server update: its second update
+    # started from its first's own layer, and both ended before the update.
+    assert any(len(set(r["selected"])) < len(r["selected"]) for r in ra)
 
 
 def test_run_fedbuff_fleet_equals_fedavg_in_the_sync_setup(
@@ -134,3 +139,31 @@ def test_create_async_fleet_bad_input_422(client: httpx.Client, mlp_id: str,
     r = client.post("/v1/users/asy/fleets", json=_spec(mlp_id, population, **change))
     assert_problem(r, 422)
     assert field in r.json()["detail"], r.json()
+
+
+def test_run_async_fleet_records_failed_updates(client: httpx.Client, mlp_id: str) -> None:
+    data = digits(480)
+    data["x"][data["writer"] == 3] = np.inf  # writer 3's device trains on Inf: non-finite
+    train = upload_dataset(client, "asyfail", data)
+    spec = {"model_id": mlp_id, "dataset_id": train, "clients_per_round": 8, "rounds": 3,
+            "batch_size": 16, "partition": {"kind": "natural", "by": "writer"},
+            "mode": "async", "async": {"algorithm": "fedbuff", "concurrency": 8,
+                                       "buffer_size": 4}}
+    fleet = finish(client, start(client, "asyfail", **spec)["id"])
+    rounds = _rounds(client, fleet["id"])
+    assert sum(r["outcomes"]["failed"] for r in rounds) >= 1
+    assert all(3 not in r["completed"] for r in rounds)
+    assert all(r["outcomes"]["completed"] + r["outcomes"]["failed"] == 4 for r in rounds)
+    failed = [f for r in rounds for f in r["failures"]]
+    assert failed and {f["client_id"] for f in failed} == {3}
+    assert "non-finite" in failed[0]["reason"]
+    report = client.get(f"/v1/fleets/{fleet['id']}/report").json()
+    assert report["failed_updates"]["count"] == len(failed)
+    for page in (f"/v1/fleets/{fleet['id']}/report.html",
+                 f"/v1/fleets/compare.html?ids={fleet['id']},{fleet['id']}"):
+        assert client.get(page).status_code == 200, page
+
+    strict = start(client, "asyfail", **spec, accept_failures=False)
+    end = follow(client, strict["id"])[-1][1]
+    assert end["status"] == "failed"
+    assert "client 3" in end["error"], end["error"]
