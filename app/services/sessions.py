@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from app.db.tables import CheckpointRow, FleetClientRow, SessionRow, new_id, utcnow
+from app.db.tables import CheckpointRow, FleetClientRow, FleetRow, SessionRow, new_id, utcnow
 from app.errors import Conflict, TooManyRequests
 from app.metrics import SESSION_EVICTIONS, SESSION_LOADS
 from app.runtime.codec import Limits
@@ -260,9 +260,11 @@ def delete(ctx: Context, *, session_id: str) -> None:
 
 def reconcile(ctx: Context) -> None:
     """At start: a session's counters are those of its head checkpoint (what a load gives).
-    A fleet's devices are left alone: their rounds' commits are their counters' one writer
-    (a FedAvg device has no head during its fleet, and its steps are still its own)."""
-    devices = SessionRow.id.not_in(select(FleetClientRow.session_id))
+    The devices of active fleets are left alone: their rounds' commits are their counters'
+    one writer (a FedAvg device has no head during its fleet, and its steps are its own)."""
+    devices = SessionRow.id.not_in(
+        select(FleetClientRow.session_id).join(FleetRow, FleetRow.id == FleetClientRow.fleet_id)
+        .where(FleetRow.status.in_(ACTIVE)))
     with ctx.db.begin() as db:
         heads = select(CheckpointRow.step).where(
             CheckpointRow.id == SessionRow.head_checkpoint_id).scalar_subquery()

@@ -261,3 +261,21 @@ def test_a_store_error_on_one_updates_blobs_is_a_failed_update(
     assert failure["client_id"] == 2
     assert failure["reason"].startswith("StoreUnavailable: s3 store")
     assert "connection refused" in failure["reason"] and "/prefix" not in failure["reason"]
+
+
+def test_a_fleet_from_before_plans_were_recorded_reads_from_a_plan_built_once(
+        server: LiveServer, client: httpx.Client, mlp_id: str) -> None:
+    from sqlalchemy import update
+
+    from app.db.tables import FleetRow
+
+    train = upload_dataset(client, "legacy", digits(200))
+    fleet = finish(client, start(client, "legacy", model_id=mlp_id, dataset_id=train,
+                                 clients=4, clients_per_round=2, rounds=2)["id"])
+    before = client.get(f"/v1/fleets/{fleet['id']}/clients").json()
+    with server.ctx.db.begin() as db:  # as migration 0007 leaves an older fleet's row
+        db.execute(update(FleetRow).where(FleetRow.id == fleet["id"]).values(plan=None))
+    fleet_service.record.PLANS.drop(fleet["id"])
+    assert client.get(f"/v1/fleets/{fleet['id']}/clients").json() == before
+    with server.ctx.db.begin() as db:
+        assert db.get(FleetRow, fleet["id"]).plan is not None  # recorded for the next read

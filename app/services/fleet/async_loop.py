@@ -30,7 +30,7 @@ from app.federated.async_rules import FedBuff, make_rule, server_update
 from app.federated.round_plan import RoundPlan
 from app.runtime import ckptfile
 from app.services.context import Context
-from app.services.fleet import commit
+from app.services.fleet import async_round, commit
 from app.services.fleet.evaluate import Evaluator
 from app.services.fleet.inputs import load as load_inputs
 from app.services.fleet.loop import Stalled, Timer, UpdateFailed, _commit
@@ -113,7 +113,7 @@ def rounds(ctx: Context, state: FleetState, row: FleetRow, plan: FleetPlan
                 timer.lap("wait_s")
                 clock.apply(aplan)
                 staged = commit.stage_round(
-                    ctx, row, plan, run.round_plan(aplan, failures),
+                    ctx, row, plan, run.round_plan(aplan),
                     {c: res for _, c, res in results}, global_data, run.clients,
                     {"strategy": run.state_arrays(), "clock": clock.state()},
                     timer.with_updates({c: res for _, c, res in results}), timer.started,
@@ -269,32 +269,11 @@ class _Run:
             return None
         return ckptfile.read(self.ctx.store.get(held.checkpoint_key), self.ctx.settings.work_path)
 
-    def round_plan(self, aplan: AsyncPlan, failures: dict[int, str]) -> RoundPlan:
-        """The server update as a Round's record: the updates that ended, in event order."""
-        ended = aplan.ended
-        del failures  # the outcomes say it, by start
+    def round_plan(self, aplan: AsyncPlan) -> RoundPlan:
+        """The server update as a Round's record."""
         failed = {e.start_index for e in aplan.arrivals
                   if isinstance(self.trained.get(e.start_index), UpdateFailure)}
-        outcome = tuple("failed" if e.start_index in failed else e.outcome for e in ended)
-        settled = np.zeros(self.plan.num_clients, dtype=np.float64)
-        for e in ended:
-            settled[e.client_id] = self.battery.get(e.start_index, e.battery_pct)
-
-        def col(f: str, kind: Any) -> np.ndarray:
-            return np.array([getattr(e, f) for e in ended], dtype=kind)
-
-        return RoundPlan(
-            round=aplan.version, status=aplan.status, virtual_start_s=aplan.virtual_start_s,
-            virtual_end_s=aplan.virtual_end_s, waited_s=0.0, eligible=0,
-            ids=col("client_id", np.int64), start_s=col("start_s", np.float64),
-            end_s=col("end_s", np.float64), planned_end_s=col("planned_end_s", np.float64),
-            outcome=outcome, energy_j=col("energy_j", np.float64),
-            bytes_down=col("bytes_down", np.int64), bytes_up=col("bytes_up", np.int64),
-            battery_pct=col("battery_pct", np.float64),
-            downloaded=col("bytes_down", np.int64) > 0,
-            completed=tuple(e.client_id for e, o in zip(ended, outcome, strict=True)
-                            if o == "completed"),
-            settled_pct=settled, token=0)
+        return async_round.round_plan(aplan, failed, self.battery, self.plan.num_clients)
 
     def after_commit(self, aplan: AsyncPlan, global_key: str) -> None:
         """Forget what no later server update needs: ended updates, unneeded versions."""

@@ -24,6 +24,7 @@ from app.services.privacy import check_spec as check_privacy
 
 LABEL_NAMES = ("y", "label")
 OUTPUT_NAMES = ("output", "probabilities", "probs", "logits")
+SLOTS = "optimizer/"  # where a converted model's save writes its optimizer's slots
 ASYNC_READY = True  # the async loop is wired in (services/fleet/async_loop.py)
 PRIVACY_READY = True  # DP-FedAvg is wired into the rounds (services/fleet/private.py)
 
@@ -188,7 +189,11 @@ def _keep(spec: dict[str, Any], strategy: str, variables: tuple[str, ...]) -> tu
     if personal and all(kept(v, personal) for v in variables):
         raise InvalidInput("personal: these prefixes cover every variable, so nothing would be "
                            "aggregated; use the strategy 'local' for devices that train alone")
-    return ("",) if strategy == "local" else personal
+    if strategy == "local":
+        return ("",)
+    if any(v.startswith(SLOTS) for v in variables) and SLOTS not in personal:
+        personal = (*personal, SLOTS)  # a converted model's optimizer state stays on the device
+    return personal
 
 
 def _infer_io(sigs: dict[str, SignatureSpec], train: SignatureSpec, num_classes: int,

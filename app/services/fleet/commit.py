@@ -87,11 +87,12 @@ def put_initial(ctx: Context, row: FleetRow, initial: bytes) -> str:
 def mark_started(ctx: Context, row: FleetRow) -> bool:
     """The fleet runs, unless it was cancelled meanwhile (then False, and nothing written):
     a cancel that lands while the fleet waited for a worker is never undone."""
-    row.started_at = utcnow()
+    row.started_at = row.started_at or utcnow()
+    row.status, row.error = "running", None
     with ctx.db.begin_core() as conn:
         return conn.execute(update(FleetRow).where(
             FleetRow.id == row.id, FleetRow.status.in_(ACTIVE)).values(
-            status="running", started_at=row.started_at)).rowcount == 1
+            status="running", error=None, started_at=row.started_at)).rowcount == 1
 
 
 def load_state(ctx: Context, row: FleetRow) -> dict[str, Any]:

@@ -98,17 +98,13 @@ def _check_cap(ctx: Context, user_id: str) -> None:
 
 def get(ctx: Context, *, fleet_id: str) -> FleetView:
     """A fleet with live progress; a fleet running here is read from memory alone."""
-    found = live_view(ctx, fleet_id=fleet_id)
-    return found if found is not None else view(fleet_rows.get_row(ctx, fleet_id=fleet_id),
-                                                ctx.fleets.state(fleet_id))
+    return lifecycle.read(ctx.fleets, fleet_id, view,
+                          lambda: fleet_rows.get_row(ctx, fleet_id=fleet_id))
 
 
 def live_view(ctx: Context, *, fleet_id: str) -> FleetView | None:
     """A fleet running in this process, from memory (no I/O); None for any other."""
-    state = ctx.fleets.state(fleet_id)
-    if state is not None and state.status == "running" and state.row is not None:
-        return view(state.row, state)
-    return None
+    return lifecycle.live(ctx.fleets, fleet_id, view)
 
 
 def get_all(ctx: Context, *, user_id: str | None, limit: int, cursor: str | None

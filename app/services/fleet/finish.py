@@ -71,8 +71,7 @@ def personalize_and_report(ctx: Context, row: FleetRow, plan: FleetPlan, stopped
         written.append(key)
         _commit(ctx, row, plan, personal, clients, final_id, acc_global, acc_personal, report)
     except BaseException:
-        for blob in written:
-            ctx.store.delete(blob)
+        commit.drop(ctx, written)
         raise
 
 

@@ -62,9 +62,10 @@ def rounds(ctx: Context, state: FleetState, row: FleetRow, plan: FleetPlan
                                  availability=plan.devices.availability,
                                  min_battery_pct=plan.devices.min_battery_pct)
         global_data = initial_weights(ctx, model_id=plan.model.id)
-        if not commit.mark_started(ctx, row):
-            state.status = "cancelled"  # cancelled while it waited: the row says so already
-            return False
+    # Running (again: a paused fleet's reason goes), unless cancelled while it waited.
+    if not commit.mark_started(ctx, row):
+        state.status = "cancelled"  # the row says so already
+        return False
     # Running from here, as the row now says: the live state shows it with its started_at,
     # and shows it at once (a status read must not find the row running and memory not).
     state.status = "running"
@@ -99,7 +100,7 @@ def rounds(ctx: Context, state: FleetState, row: FleetRow, plan: FleetPlan
                         f"{plan.devices.min_battery_pct:g} and none charging)")
                 sample = RoundSample(population=rplan.eligible, picked=len(rplan.ids))
                 if dp is not None and dp.over_budget(sample):
-                    if not row.rounds_done:
+                    if r == 1:
                         raise Stalled(f"privacy budget: round 1 would already pass max_epsilon "
                                       f"{dp.spec.max_epsilon:g}; raise it or the noise")
                     fleet_rows.stop_reason(ctx, row.id, "privacy budget")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -20,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from app.executor.cache import Lru
 from app.federated import devices as fdevices
 from app.federated import faults as ffaults
 from app.federated.partition import Partition
@@ -182,28 +181,8 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-class PlanCache:
+class PlanCache(Lru[FleetPlan]):
     """Plans read back from the store, by fleet id (immutable, so any copy is right)."""
-
-    def __init__(self, size: int = 64) -> None:
-        self._size = size
-        self._items: OrderedDict[str, FleetPlan] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, fleet_id: str) -> FleetPlan | None:
-        """A kept plan, or None."""
-        with self._lock:
-            plan = self._items.get(fleet_id)
-            if plan is not None:
-                self._items.move_to_end(fleet_id)
-            return plan
-
-    def put(self, fleet_id: str, plan: FleetPlan) -> None:
-        """Keep a plan."""
-        with self._lock:
-            self._items[fleet_id] = plan
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
 
     def drop(self, fleet_id: str) -> None:
         """Forget a deleted fleet's plan."""

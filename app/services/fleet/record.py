@@ -9,17 +9,19 @@ import io
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.db.tables import FleetClientRow, FleetRow
 from app.errors import NotFound
 from app.federated.async_clock import AsyncClock
 from app.federated.clock import FleetClock
+from app.schemas.fleets import FleetSpec
 from app.services.context import Context
 from app.services.fleet import commit
 from app.services.fleet import rows as fleet_rows
 from app.services.fleet import summary as fleet_report
-from app.services.fleet.plan import PLAN_BLOB, FleetPlan, PlanCache
+from app.services.fleet.build import build
+from app.services.fleet.plan import PLAN_BLOB, FleetPlan, PlanCache, thaw
 from app.services.pages import Page
 
 CLIENTS_BLOB = "clients.npz"
@@ -37,19 +39,44 @@ def plan_key(row: FleetRow) -> str:
 
 def plan_of(ctx: Context, row: FleetRow) -> FleetPlan:
     """A fleet's plan, as written when it was created (kept in memory once read)."""
-    assert row.plan is not None
     meta = row.plan
+    if meta is None:  # a fleet from before plans were recorded (migration 0007)
+        return PLANS.get(row.id, lambda: _legacy(ctx, row))
     return PLANS.get(row.id, lambda: FleetPlan.from_record(row.spec, meta,
                                                            ctx.store.get(plan_key(row))))
+
+
+def _legacy(ctx: Context, row: FleetRow) -> FleetPlan:
+    """The plan of a fleet created before plans were recorded: built once from its spec and
+    its inputs (as every read did then), and recorded. Its dirichlet split keeps no minimum
+    size, as then; a `shards` split of those versions (k shards, not k classes) is not
+    rebuilt exactly: its clients are listed as the current split deals them."""
+    spec = FleetSpec.model_validate(thaw(row.spec)).model_dump(by_alias=True)
+    if spec["partition"].get("kind") == "dirichlet":
+        spec["partition"].setdefault("min_partition_size", 0)
+    plan = build(ctx, user_id=row.user_id, spec=spec)
+    meta, blob = plan.record()
+    ctx.store.put(plan_key(row), blob)
+    with ctx.db.begin() as db:
+        db.execute(update(FleetRow).where(FleetRow.id == row.id).values(plan=meta))
+    return plan
 
 
 def rounds(ctx: Context, *, fleet_id: str, limit: int, cursor: str | None
            ) -> Page[dict[str, Any]]:
     """The finished rounds after round `cursor`, oldest first (only this page is read)."""
-    after = int(cursor) if cursor and cursor.isdigit() else 0
+    after = _number(cursor) or 0
     found = fleet_rows.rounds_of(ctx, fleet_id, after=after, limit=limit + 1)
     page = [round_view(r) for r in found[:limit]]
     return Page(page, str(page[-1]["round"]) if len(found) > limit else None)
+
+
+def _number(cursor: str | None) -> int | None:
+    """A cursor of these lists: the last round or client number seen (anything else: none,
+    the list starts afresh)."""
+    if cursor and cursor.isascii() and cursor.isdigit() and len(cursor) <= 9:
+        return int(cursor)
+    return None
 
 
 def round_view(r: Any) -> dict[str, Any]:
@@ -68,7 +95,8 @@ def clients(ctx: Context, *, fleet_id: str, limit: int, cursor: str | None
             ) -> Page[dict[str, Any]]:
     """The fleet's clients by id, `limit` at a time after `cursor` (a client id)."""
     row = fleet_rows.get_row(ctx, fleet_id=fleet_id)
-    start = int(cursor) + 1 if cursor and cursor.isdigit() else 0
+    seen = _number(cursor)
+    start = seen + 1 if seen is not None else 0
     stop = min(start + limit, row.num_clients)
     items = _clients(ctx, row, range(start, stop))
     return Page(items, str(stop - 1) if stop < row.num_clients else None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator
 
+from app.errors import NotFound
 from app.executor.update import Interrupted, public_reason
 from app.services.context import Context
 from app.services.fleet import async_loop, commit, finish, record
@@ -33,7 +34,11 @@ FIRST_RETRY_S, LONGEST_RETRY_S = 0.5, 30.0
 def drive(ctx: Context, state: FleetState) -> Generator[float | None, None, None]:
     """Run one fleet to an end state, or until the process stops (then it resumes at start
     from its last finished round); yields between rounds."""
-    row = fleet_rows.get_row(ctx, fleet_id=state.fleet_id)
+    try:
+        row = fleet_rows.get_row(ctx, fleet_id=state.fleet_id)
+    except NotFound:  # deleted while it waited: nothing to drive
+        state.status = "deleted"
+        return
     state.row, state.rounds, state.round = row, row.spec["rounds"], row.rounds_done
     if row.status not in ACTIVE:
         state.status = row.status
@@ -43,19 +48,16 @@ def drive(ctx: Context, state: FleetState) -> Generator[float | None, None, None
         return
     tries = 0
     try:
-        plan = record.plan_of(ctx, row)
-        while True:
+        while True:  # a store that refuses writes sends the fleet back to its last commit
             try:
-                loop = async_loop.rounds if plan.spec["mode"] == "async" else rounds
-                done = yield from loop(ctx, state, fleet_rows.get_row(ctx, fleet_id=row.id), plan)
+                done = yield from _run(ctx, state, row.id)
                 break
             except StoreUnavailable as exc:
                 tries += 1
-                if not (yield from _wait_for_store(ctx, state, exc, tries)):
+                if state.stop.is_set() or not (yield from _wait_for_store(ctx, state, exc,
+                                                                         tries)):
                     return  # stopping or cancelled while waiting
         if done:
-            finish.personalize_and_report(ctx, fleet_rows.get_row(ctx, fleet_id=row.id), plan,
-                                          state.stop.is_set)
             _end(ctx, state, "succeeded")
         elif state.status in ACTIVE and not state.stop.is_set():
             _end(ctx, state, "cancelled")
@@ -71,6 +73,19 @@ def drive(ctx: Context, state: FleetState) -> Generator[float | None, None, None
         state.touch()
 
 
+def _run(ctx: Context, state: FleetState, fleet_id: str) -> Generator[float | None, None, bool]:
+    """The rounds left, then (once) the personalization and the report; True at the end."""
+    row = fleet_rows.get_row(ctx, fleet_id=fleet_id)
+    plan = record.plan_of(ctx, row)
+    loop = async_loop.rounds if plan.spec["mode"] == "async" else rounds
+    if not (yield from loop(ctx, state, row, plan)):
+        return False
+    row = fleet_rows.get_row(ctx, fleet_id=fleet_id)
+    if row.report is None:  # written with the personal heads: never twice after a restart
+        finish.personalize_and_report(ctx, row, plan, state.stop.is_set)
+    return True
+
+
 def _wait_for_store(ctx: Context, state: FleetState, exc: StoreUnavailable,
                     tries: int) -> Generator[float, None, bool]:
     """After a round's store write failed: wait (yielding the seconds to the scheduler), then
@@ -81,6 +96,8 @@ def _wait_for_store(ctx: Context, state: FleetState, exc: StoreUnavailable,
     wait = min(FIRST_RETRY_S * 2 ** (tries - 1), LONGEST_RETRY_S)
     if tries <= ROUND_RETRIES:
         yield wait
+        if state.cancel.is_set():
+            _end(ctx, state, "cancelled")
         return not _interrupted(state)
     if state.status != "paused":
         state.status, state.error = "paused", reason
