@@ -104,17 +104,22 @@ def bench_fleet_record() -> dict[str, Any]:
             _restart(svc)
             for name in ("clients", "report"):
                 out[f"{name}_ms"] = _timed(api, f"/v1/fleets/{fleet['id']}/{name}")
-            small = {"model_id": mid, "dataset_id": ds, "clients": 20, "clients_per_round": 2,
-                     "batch_size": 32}
+            few = _npz(x=x[:2_000], y=y[:2_000])
+            sets = {u: api.post(f"/v1/users/{u}/datasets", files={"file": ("s.npz", few)},
+                                data={"name": "small"}).json()["id"] for u in ("alice", "bob")}
+            small = {"model_id": mid, "clients": 20, "clients_per_round": 2, "batch_size": 32}
             t0 = time.perf_counter()
-            alone = api.post("/v1/users/bob/fleets", json={**small, "rounds": 1}).json()
+            alone = api.post("/v1/users/bob/fleets", json={**small, "rounds": 1,
+                                                           "dataset_id": sets["bob"]}).json()
             _wait(api, alone["id"], 1)
             out["first_round_alone_s"] = time.perf_counter() - t0
             long = api.post("/v1/users/alice/fleets",
-                            json={**small, "rounds": 100_000, "local_epochs": 3}).json()
+                            json={**small, "rounds": 100_000, "local_epochs": 3,
+                                  "dataset_id": sets["alice"]}).json()
             _wait(api, long["id"], 1)
             t0 = time.perf_counter()
-            behind = api.post("/v1/users/bob/fleets", json={**small, "rounds": 1}).json()
+            behind = api.post("/v1/users/bob/fleets", json={**small, "rounds": 1,
+                                                            "dataset_id": sets["bob"]}).json()
             _wait(api, behind["id"], 1)
             out["first_round_behind_s"] = time.perf_counter() - t0
             api.post(f"/v1/fleets/{long['id']}/cancel")

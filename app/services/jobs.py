@@ -117,17 +117,12 @@ def get_row(ctx: Context, *, job_id: str) -> JobRow:
 
 def get(ctx: Context, *, job_id: str) -> JobView:
     """A job with live progress; a job running here is read from memory alone."""
-    found = live_view(ctx, job_id=job_id)
-    return found if found is not None else view(get_row(ctx, job_id=job_id),
-                                                ctx.jobs.state(job_id))
+    return lifecycle.read(ctx.jobs, job_id, view, lambda: get_row(ctx, job_id=job_id))
 
 
 def live_view(ctx: Context, *, job_id: str) -> JobView | None:
     """A job running in this process, from memory (no I/O); None for any other."""
-    state = ctx.jobs.state(job_id)
-    if state is not None and state.status == "running" and state.row is not None:
-        return view(state.row, state)
-    return None
+    return lifecycle.live(ctx.jobs, job_id, view)
 
 
 def get_all(ctx: Context, *, user_id: str, limit: int, cursor: str | None) -> Page[JobView]:

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select, update
 
@@ -16,6 +16,7 @@ from app.services.context import Context
 from app.services.workers import ACTIVE, Drivers
 
 log = logging.getLogger("fleetlite.lifecycle")
+V = TypeVar("V")
 FIRST_WAIT_S, LONGEST_WAIT_S = 0.05, 5.0
 
 
@@ -66,6 +67,21 @@ def cancel(ctx: Context, workers: Drivers, row: Row,
         end()
         if state is not None:
             state.touch()  # type: ignore[attr-defined]
+
+
+def live(workers: Drivers, key: str, view: Callable[[Any, Any], V]) -> V | None:
+    """Work running in this process, viewed from memory alone (no I/O); None for any other."""
+    state = workers.state(key)
+    if state is not None and state.status == "running" and state.row is not None:
+        return view(state.row, state)
+    return None
+
+
+def read(workers: Drivers, key: str, view: Callable[[Any, Any], V],
+         row: Callable[[], Any]) -> V:
+    """Work with its live progress: from memory while it runs here, else its row's."""
+    found = live(workers, key, view)
+    return found if found is not None else view(row(), workers.state(key))
 
 
 def resume_all(ctx: Context, table: type, workers: Drivers) -> int:

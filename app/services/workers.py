@@ -37,29 +37,26 @@ class Drivers(Protocol):
         """Ask a piece to stop; False if not run here."""
 
 
-class Workers(Generic[S]):
-    """A fixed number of threads; `run(state)` drives one piece to an end state (or until
-    stopped at shutdown, leaving it resumable) and records failures itself."""
+class Pieces(Generic[S]):
+    """The live state of every piece this process drives, one per id, under one lock (a
+    Condition, so that a scheduler can wait on it too)."""
 
-    def __init__(self, name: str, workers: int, make: Callable[[str], S],
-                 run: Callable[[S], None]) -> None:
-        self._name, self._make, self._run = name, make, run
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+    def __init__(self, make: Callable[[str], S]) -> None:
+        self._make = make
         self._states: dict[str, S] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self.drivers = 0  # pieces handed to a thread so far (tests count them)
 
-    def submit(self, key: str) -> S:
-        """Queue a piece by id; it starts when a worker is free. A piece already queued or
-        driven here is not queued again: one piece, one driver, whatever calls this twice."""
+    def _claim(self, key: str) -> tuple[S, bool]:
+        """The piece's state, and whether it is new here: a piece already queued or driven
+        here is not queued again (one piece, one driver, whatever asks twice)."""
         with self._lock:
             state = self._states.get(key)
             if state is not None:
-                return state
+                return state, False
             state = self._states[key] = self._make(key)
-        self.drivers += 1
-        self._pool.submit(self._guarded, key, state)
-        return state
+            self.drivers += 1
+            return state, True
 
     def state(self, key: str) -> S | None:
         """The live state of a piece this process runs or ran."""
@@ -71,7 +68,32 @@ class Workers(Generic[S]):
         if state is None:
             return False
         state.cancel.set()
+        with self._lock:
+            self._lock.notify_all()  # a waiting scheduler looks again
         return True
+
+    def _forget(self, key: str, state: S) -> None:
+        if state.status not in ACTIVE:  # the row has the rest
+            with self._lock:
+                self._states.pop(key, None)
+
+
+class Workers(Pieces[S]):
+    """A fixed number of threads; `run(state)` drives one piece to an end state (or until
+    stopped at shutdown, leaving it resumable) and records failures itself."""
+
+    def __init__(self, name: str, workers: int, make: Callable[[str], S],
+                 run: Callable[[S], None]) -> None:
+        super().__init__(make)
+        self._name, self._run = name, run
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+
+    def submit(self, key: str) -> S:
+        """Queue a piece by id; it starts when a worker is free (once, see _claim)."""
+        state, new = self._claim(key)
+        if new:
+            self._pool.submit(self._guarded, key, state)
+        return state
 
     def shutdown(self) -> None:
         """Stop every piece at its next step, leaving it resumable, and wait for them."""
@@ -85,6 +107,4 @@ class Workers(Generic[S]):
         except Exception:  # run records failures itself; this is the last resort
             log.exception("%s %s crashed", self._name, key)
         finally:
-            if state.status not in ACTIVE:  # the row has the rest
-                with self._lock:
-                    self._states.pop(key, None)
+            self._forget(key, state)
