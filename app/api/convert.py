@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import AdminDep
 from app.api.deps import CtxDep
+from app.api.models import upload_responses
 from app.errors import PayloadTooLarge
 from app.schemas.convert import OPTIONS_DESCRIPTION, OPTIONS_EXAMPLE
 from app.schemas.resources import Model
@@ -19,20 +20,9 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 @router.post("/convert", status_code=201, response_model=Model,
              summary="Convert a Keras model into a trainable model",
-             description="A Keras 3 `.keras` file or a legacy `.h5` is loaded in a child "
-             "process (time and memory limits, `safe_mode` on), made into the blog's "
-             "`train`/`infer`/`save`/`restore` module with its layers in inference mode, "
-             "converted with Select TF ops and resource variables, then uploaded as by "
-             "POST /v1/models: the same validation, 201 for a new model, 200 for the same "
-             "result under the same name. The model carries `converted_from`. Admin only "
-             "when keys are on.",
-             responses={200: {"model": Model, "description": "The same converted file under "
-                              "the same name: the model already there"},
-                        201: {"description": "A new model"},
-                        413: {"description": "Over the size limit"},
-                        422: {"description": "Not a Keras model, a Lambda layer or pickled "
-                              "code, an unsupported layer or an unknown option (named in "
-                              "`detail`)"}})
+             responses=upload_responses("Not a Keras model, a Lambda layer or pickled code, an "
+                                        "unsupported layer or an unknown option (named in "
+                                        "`detail`)"))
 async def convert_model(
     ctx: CtxDep, who: AdminDep,
     file: Annotated[UploadFile, File(description="The .keras or .h5 file")],
@@ -41,7 +31,12 @@ async def convert_model(
     options: Annotated[str | None, Form(description=OPTIONS_DESCRIPTION,
                                         examples=[OPTIONS_EXAMPLE])] = None,
 ) -> Model:
-    """Convert a Keras file into a trainable .tflite model and upload it."""
+    """A Keras 3 `.keras` file or a legacy `.h5` is loaded in a child process (time and
+    memory limits, `safe_mode` on), made into the blog's `train`/`infer`/`save`/`restore`
+    module with its layers in inference mode, converted with Select TF ops and resource
+    variables, then uploaded as by POST /v1/models: the same validation, 201 for a new
+    model, 200 for the same result under the same name. The model carries `converted_from`.
+    Admin only when keys are on."""
     parsed = service.options_from_json(options)
     limit = ctx.settings.max_model_bytes
     data = await file.read(limit + 1)

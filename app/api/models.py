@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
@@ -18,6 +18,15 @@ from app.services import models
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
+def upload_responses(unprocessable: str) -> dict[int | str, dict[str, Any]]:
+    """What an upload answers besides its 201: conversions answer the same."""
+    return {200: {"model": Model, "description": "The same file under the same name: the "
+                  "model already there"},
+            201: {"description": "A new model"},
+            413: {"description": "Over the size limit"},
+            422: {"description": unprocessable}}
+
+
 @router.post("", status_code=201, response_model=Model, summary="Upload a base model",
              description="Upload a trainable `.tflite` model with the `train`, `infer`, "
              "`save` and `restore` signatures. A child process smoke-runs every signature "
@@ -25,12 +34,8 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
              "same file under the same name answers 200 with the model already there; a "
              "different name or different bytes make a new model. Admin only when keys are "
              "on.",
-             responses={200: {"model": Model, "description": "The same file under the same "
-                              "name: the model already there"},
-                        201: {"description": "A new model"},
-                        413: {"description": "Over the size limit"},
-                        422: {"description": "Not a trainable TFLite model (the reason is in "
-                              "`detail`)"}})
+             responses=upload_responses("Not a trainable TFLite model (the reason is in "
+                                        "`detail`)"))
 async def upload_model(
     ctx: CtxDep, who: AdminDep,
     file: Annotated[UploadFile, File(description="The .tflite file")],
