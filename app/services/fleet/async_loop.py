@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -112,12 +113,11 @@ def rounds(ctx: Context, state: FleetState, row: FleetRow, plan: FleetPlan
                     writing.result()
                 timer.lap("wait_s")
                 clock.apply(aplan)
+                latest = _latest(results)
                 staged = commit.stage_round(
-                    ctx, row, plan, run.round_plan(aplan),
-                    {c: res for _, c, res in results}, global_data, run.clients,
+                    ctx, row, plan, run.round_plan(aplan), latest, global_data, run.clients,
                     {"strategy": run.state_arrays(), "clock": clock.state()},
-                    timer.with_updates({c: res for _, c, res in results}), timer.started,
-                    failures)
+                    timer.with_updates(latest), timer.started, failures)
                 staged.staleness = aplan.staleness
                 run.after_commit(aplan, staged.global_key)
                 timer.lap("stage_s")
@@ -130,6 +130,15 @@ def rounds(ctx: Context, state: FleetState, row: FleetRow, plan: FleetPlan
             if writing is not None:
                 writing.result()
     return True
+
+
+def _latest(results: list[tuple[Ended, int, UpdateResult]]) -> dict[int, UpdateResult]:
+    """Per device, its last arrival of the update (its own checkpoint and loss), with the
+    train steps of all of them: a fast device may arrive twice in one server update."""
+    out: dict[int, UpdateResult] = {}
+    for _, c, res in results:
+        out[c] = replace(res, steps=out[c].steps + res.steps) if c in out else res
+    return out
 
 
 class _Run:
