@@ -39,7 +39,13 @@ from app.federated import updates
 from app.federated.async_plan import AsyncPlan, Ended, Start
 from app.federated.async_state import Run, Sim
 from app.federated.availability import DAY_S, HORIZON_DAYS, make_availability
-from app.federated.clock import BATTERY_TOLERANCE, INITIAL_BATTERY_PCT, MAX_JUMPS, TABLE
+from app.federated.clock import (
+    BATTERY_TOLERANCE,
+    INITIAL_BATTERY_PCT,
+    MAX_JUMPS,
+    TABLE,
+    Devices,
+)
 from app.federated.devices import DeviceClass
 from app.federated.seeds import generator
 
@@ -52,18 +58,13 @@ _ROWS = ("phase_s", "phase_j", "bytes_down", "bytes_up", "charge_pct_s", "pct_pe
 _TOKENS = itertools.count()
 
 
-class AsyncClock:
+class AsyncClock(Devices):
     """Per-client device state and the running updates, and the planning of server updates."""
 
     def __init__(self, *, seed: int, classes: Sequence[DeviceClass], class_index: np.ndarray,
                  availability: str, min_battery_pct: float, concurrency: int, buffer_size: int,
                  max_staleness: int | None, sim: Sim) -> None:
-        if any(c.ms_per_example is None for c in classes):
-            raise ValueError("resolve every class's ms_per_example first (DeviceClass.resolve)")
-        self.seed, self.min_battery_pct = int(seed), float(min_battery_pct)
-        self.classes = tuple(classes)
-        self.class_index = np.array(class_index, dtype=np.int64)
-        self.n = self.class_index.size
+        self._set_devices(seed, classes, class_index, min_battery_pct)
         if not 1 <= buffer_size <= concurrency <= self.n:
             raise ValueError("need 1 <= buffer_size <= concurrency <= clients")
         if max_staleness is not None and max_staleness < 0:

@@ -50,19 +50,35 @@ MAX_JUMPS = 4
 _TOKENS = itertools.count()
 
 
-class FleetClock:
-    """Per-client device state in arrays, and the planning of rounds over it."""
+class Devices:
+    """What every clock (sync and async) keeps of its devices."""
 
-    def __init__(self, *, seed: int, classes: Sequence[DeviceClass], class_index: np.ndarray,
-                 availability: str, min_battery_pct: float, battery_pct: np.ndarray,
-                 battery_t: np.ndarray, participated: np.ndarray, energy_j: np.ndarray,
-                 now_s: float = 0.0, last_round: int = 0) -> None:
+    seed: int
+    min_battery_pct: float
+    classes: tuple[DeviceClass, ...]
+    class_index: np.ndarray
+    n: int
+
+    def _set_devices(self, seed: int, classes: Sequence[DeviceClass], class_index: np.ndarray,
+                     min_battery_pct: float) -> None:
+        """The seed, the battery floor, the classes (each with its ms_per_example resolved)
+        and each client's class, checked."""
         if any(c.ms_per_example is None for c in classes):
             raise ValueError("resolve every class's ms_per_example first (DeviceClass.resolve)")
         self.seed, self.min_battery_pct = int(seed), float(min_battery_pct)
         self.classes = tuple(classes)
         self.class_index = np.array(class_index, dtype=np.int64)
         self.n = self.class_index.size
+
+
+class FleetClock(Devices):
+    """Per-client device state in arrays, and the planning of rounds over it."""
+
+    def __init__(self, *, seed: int, classes: Sequence[DeviceClass], class_index: np.ndarray,
+                 availability: str, min_battery_pct: float, battery_pct: np.ndarray,
+                 battery_t: np.ndarray, participated: np.ndarray, energy_j: np.ndarray,
+                 now_s: float = 0.0, last_round: int = 0) -> None:
+        self._set_devices(seed, classes, class_index, min_battery_pct)
         self.availability = make_availability(availability, self.n, self.seed)
         self.battery_pct = np.array(battery_pct, dtype=np.float64)
         self.battery_t = np.array(battery_t, dtype=np.float64)
