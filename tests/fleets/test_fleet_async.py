@@ -122,6 +122,19 @@ def test_run_fedbuff_fleet_equals_fedavg_in_the_sync_setup(
         assert ra["virtual_end_s"] == pytest.approx(rs["virtual_end_s"])
 
 
+def test_run_async_fleet_corrupts_faulty_updates(client: httpx.Client, mlp_id: str,
+                                                population: tuple[str, str]) -> None:
+    spec = _spec(mlp_id, population, rounds=2)
+    clean = finish(client, start(client, "asy", **spec)["id"])
+    faulty = finish(client, start(client, "asy", **spec, faults={
+        "fraction": 0.5, "kind": "sign_flip", "scale": 10.0})["id"])
+    a, b = (read_ckpt(checkpoint_bytes(client, f["global_checkpoint_ids"][-1]))
+            for f in (clean, faulty))
+    assert max(float(np.max(np.abs(a[k] - b[k]))) for k in a) > 0.01
+    assert _rounds(client, faulty["id"])[-1]["global_accuracy"] < \
+        _rounds(client, clean["id"])[-1]["global_accuracy"]
+
+
 @pytest.mark.parametrize(("change", "field"), [
     ({"async": {"algorithm": "fedbuff", "concurrency": 4, "buffer_size": 5}}, "buffer_size"),
     ({"async": {"algorithm": "fedbuff", "concurrency": 13}}, "async.concurrency"),
@@ -132,6 +145,8 @@ def test_run_fedbuff_fleet_equals_fedavg_in_the_sync_setup(
     ({"async": None}, "async"),
     ({"strategy": {"name": "local"}}, "strategy.name"),
     ({"round_deadline_s": 30.0}, "round_deadline_s"),
+    ({"privacy": {"clipping": {"kind": "fixed", "norm": 0.5}, "noise_multiplier": 1.0}},
+     "privacy"),
 ])
 def test_create_async_fleet_bad_input_422(client: httpx.Client, mlp_id: str,
                                           population: tuple[str, str], change: dict[str, Any],

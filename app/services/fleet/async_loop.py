@@ -28,6 +28,7 @@ from app.executor.update import UpdateFailure, UpdateResult
 from app.federated.async_clock import AsyncClock
 from app.federated.async_plan import AsyncPlan, Ended, Start
 from app.federated.async_rules import FedBuff, make_rule, server_update
+from app.federated.faults import corrupt
 from app.federated.round_plan import RoundPlan
 from app.runtime import ckptfile
 from app.services.context import Context
@@ -256,6 +257,12 @@ class _Run:
             if res is None and not isinstance(self.rule, FedBuff):
                 continue
             y = start if res is None else {v: res.arrays[v] for v in shared}
+            faults = self.plan.faults
+            if res is not None and faults is not None and e.client_id in self.plan.faulty \
+                    and faults.kind != "label_flip":  # relative to its start, seeded by it
+                y = corrupt(faults.kind, y, start, scale=faults.scale,
+                            seed=self.plan.spec["seed"], server_round=e.start_index,
+                            client_id=e.client_id)
             x = server_update(self.rule, x, [e], {e.start_version: start}, {e.client_id: y})
         merged = {v: np.asarray(x[v], dtype=current[v].dtype) if v in x else current[v]
                   for v in current}

@@ -142,6 +142,10 @@ def _modes(spec: dict[str, Any], clients: int, strategy: str) -> None:
     if raw is None:
         spec["privacy"] = None
         return
+    if spec["mode"] == "async":  # DP-FedAvg's round math has no buffered counterpart here
+        raise InvalidInput("privacy: DP-FedAvg clips and noises a synchronous round's mean "
+                           "update; async fleets have no private rule yet: leave privacy out "
+                           "or use mode 'sync'")
     priv = PrivacySpec.model_validate(raw)
     check_privacy(priv, clients_per_round=spec["clients_per_round"], strategy_name=strategy)
     spec["privacy"] = priv.model_dump(mode="json")
