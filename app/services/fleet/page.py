@@ -13,9 +13,11 @@ from app.services import charts
 from app.services.context import Context
 from app.services.fleet import record, ui
 from app.services.fleet import rows as fleet_rows
+from app.store.blobs import BlobNotFound
 
 TIMELINE_DEVICES = charts.MAX_ROWS  # a chart's rows; the rest on the next page of devices
 CLIENT_ROWS = 200
+READ_ATTEMPTS = 5
 
 
 def css() -> str:
@@ -34,6 +36,18 @@ def render(ctx: Context, *, fleet_id: str) -> str:
 
 def content(ctx: Context, *, fleet_id: str, devices_from: int = 0) -> str:
     """The report's content (heading, what it ran, numbers, charts, tables), a page's body."""
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return _content(ctx, fleet_id, devices_from)
+        except BlobNotFound:
+            # A running fleet's writer replaces its state blob after each round: a read that
+            # began before the round's commit reads the row again, which names the new blob.
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _content(ctx: Context, fleet_id: str, devices_from: int) -> str:
     row = fleet_rows.get_row(ctx, fleet_id=fleet_id)
     report = record.report(ctx, fleet_id=fleet_id)
     rounds = list(fleet_rows.each_round(ctx, fleet_id))
@@ -131,8 +145,14 @@ def _clients(ctx: Context, fleet_id: str, total: int) -> str:
 
 def _device(ctx: Context, fleet_id: str, client_id: int,
             details: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    if client_id not in details:
-        details[client_id] = record.client(ctx, fleet_id=fleet_id, client_id=client_id)
+    for attempt in range(READ_ATTEMPTS):
+        if client_id in details:
+            break
+        try:
+            details[client_id] = record.client(ctx, fleet_id=fleet_id, client_id=client_id)
+        except BlobNotFound:  # the round committed meanwhile (see content): read it again
+            if attempt == READ_ATTEMPTS - 1:
+                raise
     return details[client_id]
 
 
