@@ -253,10 +253,11 @@ def personal_vs_global(acc_global: Sequence[float | None], acc_personal: Sequenc
 
 def accuracy_vs_time(series: Mapping[str, tuple[Sequence[float], Sequence[float | None]]], *,
                      title: str = "Global accuracy against virtual time",
-                     ylabel: str = "global accuracy") -> str:
+                     ylabel: str = "global accuracy", width: float = WIDTH) -> str:
     """Accuracy against virtual seconds (the axis in the unit they call for), one line per
-    labelled fleet."""
-    fig, ax = _chart(title, "virtual time", ylabel)
+    labelled fleet; `width` in inches (a page's full width: twice the default)."""
+    fig = _figure(width)
+    ax = _style(fig.add_subplot(), title, "virtual time", ylabel)
     size = _time_axis(ax, [s for seconds, _ in series.values() for s in seconds])
     drawn = 0
     for i, (label, (seconds, accuracy)) in enumerate(series.items()):

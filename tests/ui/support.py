@@ -14,7 +14,7 @@ def small_fleet(client: httpx.Client, user: str, model_id: str, dataset_id: str,
     """Start a fleet of 6 devices on the digits (overrides in `spec`)."""
     return start(client, user, **{"model_id": model_id, "dataset_id": dataset_id,
                                   "clients": 6, "clients_per_round": 3, "rounds": 3,
-                                  "batch_size": 16, "seed": 3, **spec})
+                                  "batch_size": 16, "holdout": 0.2, "seed": 3, **spec})
 
 
 def digits_dataset(client: httpx.Client, user: str, n: int = 240) -> str:

@@ -68,7 +68,8 @@ def content(data: dict[str, Any]) -> str:
     fleets = data["fleets"]
     names = _names(fleets)
     chart = charts.accuracy_vs_time({n: (f["seconds"], f["accuracy"])
-                                     for n, f in zip(names, fleets, strict=True)})
+                                     for n, f in zip(names, fleets, strict=True)},
+                                    width=2 * charts.WIDTH)
     labels = list(dict.fromkeys(k for f in fleets for k in f["ran"]))
     differ = [k for k in labels if k == "strategy"
               or len({f["ran"].get(k) for f in fleets}) > 1]
@@ -93,7 +94,7 @@ def content(data: dict[str, Any]) -> str:
     common = ("<p class='note'>All ran with " + "; ".join(
         f"{escape(k)} {escape(str(v))}" for k, v in same) + ".</p>") if same else ""
     return (f"<h1>Fleets compared</h1><div class='wide'>{chart}</div>"
-            f"<h2>What each ran</h2>{_table(ran_head, ran_rows)}{common}"
+            f"<h2>What each ran</h2>{_table(ran_head, ran_rows, 'ran')}{common}"
             f"<h2>How each went</h2>{_table(head, rows)}")
 
 
@@ -108,10 +109,10 @@ def _link(name: str, fleet: dict[str, Any]) -> str:
     return f"<a href='/ui/fleets/{escape(fleet['fleet_id'])}'>{escape(name)}</a>"
 
 
-def _table(head: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+def _table(head: tuple[str, ...], rows: list[tuple[Any, ...]], kind: str = "") -> str:
     th = "".join(f"<th>{h}</th>" for h in head)
     trs = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in rows)
-    return f"<table><tr>{th}</tr>{trs}</table>"
+    return f"<table class='{kind}'><tr>{th}</tr>{trs}</table>"
 
 
 def _pct(value: float | None) -> str:

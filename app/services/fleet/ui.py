@@ -22,7 +22,8 @@ def name_of(spec: Mapping[str, Any], fleet_id: str) -> str:
 
 
 def _params(values: Mapping[str, Any], skip: tuple[str, ...] = ()) -> str:
-    shown = [f"{k} {_value(v)}" for k, v in values.items() if k not in skip and v is not None]
+    shown = [f"{k} {_value(v)}" for k, v in values.items()
+             if k not in skip and v is not None and v != {} and v != []]
     return f" ({', '.join(shown)})" if shown else ""
 
 
