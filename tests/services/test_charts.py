@@ -41,11 +41,11 @@ CHARTS: dict[str, tuple[Callable[[], str], str, tuple[str, ...]]] = {
         "Personalized against global model, per client",
         ("global model's accuracy", "personalized accuracy", "fraction of clients")),
     "accuracy vs time": (lambda: charts.accuracy_vs_time(
-        {"fedavg": ([0.5 * r for r in ROUNDS], ACCURACY),
-         "local": ([0.3 * r for r in ROUNDS], [0.5] * 10)}),
-        "Global accuracy against virtual time", ("virtual time (hours)", "global accuracy")),
+        {"fedavg": ([1800.0 * r for r in ROUNDS], ACCURACY),  # seconds: up to 5 h
+         "local": ([1080.0 * r for r in ROUNDS], [0.5] * 10)}),
+        "Global accuracy against virtual time", ("virtual time (h)", "global accuracy")),
     "device timeline": (lambda: charts.device_timeline(DEVICES), "Devices on the virtual clock",
-                        ("virtual time (hours)", "device")),
+                        ("virtual time (h)", "device")),
     "outcomes per round": (lambda: charts.outcomes_per_round(
         ROUNDS, {"straggler": [1] * 10, "completed": [8] * 10, "dropped_offline": [0, 2] * 5}),
         "Client updates per round, by outcome", ("round", "client updates")),
@@ -198,3 +198,18 @@ def test_charts_stay_small_and_never_load_pyplot() -> None:
             "charts.loss_chart([1.0, 2.0], title='t', xlabel='x'); "
             "assert 'matplotlib.pyplot' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0.0123, "12.3 ms"), (0.85, "850 ms"), (10.0, "10 s"), (60.0, "60 s"), (119.0, "119 s"),
+    (250.0, "4.17 min"), (5400.0, "90 min"), (7200.0, "2 h"), (3 * 3600.0, "3 h"),
+    (86400.0 * 2.5, "60 h"), (86400.0 * 4, "4 days"), (None, "\u2013")])
+def test_duration_reads_in_the_unit_its_size_calls_for(seconds: float | None, text: str) -> None:
+    assert charts.duration(seconds) == text
+
+
+def test_time_axis_of_a_one_minute_fleet_reads_seconds() -> None:
+    svg = charts.accuracy_vs_time({"a": ([10.0, 20.0, 60.0], [0.5, 0.7, 0.8])})
+    labels = texts(parse(svg))
+    assert "virtual time (s)" in labels and "virtual time (hours)" not in labels
+    assert "60" in labels  # ticks in seconds, not 0.02 h
