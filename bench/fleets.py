@@ -1,6 +1,7 @@
 """Fleet benchmark: client updates per second of a fleet through the service beside the
-plain single-threaded loop that does the same work in one process (restore the global
-weights, train the client's epochs, save, read the saved weights, average), in one run."""
+plain loop that does the same work in one process (restore the global weights, train the
+client's epochs, save, read the saved weights, average) on one thread and on two, and the
+CPU each side spends an update, in one run."""
 
 from __future__ import annotations
 
