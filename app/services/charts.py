@@ -9,6 +9,10 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+# re-exported: the pages print durations as the charts' axes do
+from app.services.durations import duration as duration
+from app.services.durations import time_unit as time_unit
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -86,31 +90,6 @@ def _finite(value: float | None) -> TypeGuard[float]:
 
 def _number(value: float, _pos: object = None) -> str:
     return f"{value:g}"
-
-
-# (name, seconds, below): a span under `below` seconds is told in this unit
-UNITS = (("ms", 0.001, 1.0), ("s", 1.0, 120.0), ("min", 60.0, 2 * 3600.0),
-         ("h", 3600.0, 3 * 86400.0), ("days", 86400.0, math.inf))
-
-
-def time_unit(seconds: float) -> tuple[str, float]:
-    """The unit a span of this many seconds is read in (ms, s, min, h, days), and its size."""
-    span = abs(seconds) if _finite(seconds) else 0.0
-    for name, size, below in UNITS:
-        if span < below:
-            return name, size
-    return UNITS[-1][0], UNITS[-1][1]  # pragma: no cover - the last bound is infinite
-
-
-def duration(seconds: float | None) -> str:
-    """A duration in the unit its size calls for: 850 ms, 12.5 s, 4.2 min, 3.1 h, 2.4 days."""
-    if not _finite(seconds):
-        return "\u2013"
-    if seconds == 0:
-        return "0 s"
-    name, size = time_unit(seconds)
-    value = seconds / size
-    return f"{value:.0f} {name}" if abs(value) >= 100 else f"{value:.3g} {name}"
 
 
 def _time_axis(ax: Axes, seconds: Sequence[float], label: str = "virtual time") -> float:
