@@ -135,8 +135,8 @@ def test_spec_file_with_flags_over_it_detach_and_follow(
                                 "--rounds", "2", "--alpha", "2", "--strategy", "fedavgm",
                                 "--param", "momentum=0.5", "--detach")).stdout)
     s = started["spec"]
-    assert (s["rounds"], s["clients"], s["partition"]) == (2, 4, {"kind": "dirichlet",
-                                                                  "alpha": 2})
+    assert (s["rounds"], s["clients"], s["partition"]["kind"], s["partition"]["alpha"]) == (
+        2, 4, "dirichlet", 2)
     assert s["strategy"]["name"] == "fedavgm" and s["strategy"]["momentum"] == 0.5
     assert "tau" not in s["strategy"]
     followed = cli(server, "fleets", "follow", started["id"])

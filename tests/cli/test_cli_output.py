@@ -212,10 +212,15 @@ def test_the_cli_fits_an_80_column_terminal(server: LiveServer, client: httpx.Cl
     found = re.search(r"^fleet (flt_\w+) succeeded", run, re.M)
     assert found, run
     fleet_id = found.group(1)
-    frames = [line for line in run.splitlines() if re.search(r" \d+/3 rounds ", line)]
+    frames = [line for line in run.splitlines() if "━" in line and " rounds " in line]
     assert frames and all(re.search(r" \d+/3 rounds .*\d (ms|s|min)$", f) for f in frames), run
     assert re.search(r" 3/3 rounds +r3 loss \d\.\d{4} (acc|clients) \d+\.\d%", frames[-1]), frames
-    outputs = {"fleets run": run}
+    trained = in_terminal(["--url", server.url, "jobs", "run", job["session_id"], "--dataset",
+                           job["dataset_id"], "--epochs", "3", "--batch-size", "8"], 80)
+    steps = [line for line in trained.splitlines() if "━" in line]  # the bar's frames
+    assert steps and all(re.search(r" \d+/75 steps .*\d (ms|s|min)$", s) for s in steps), trained
+    assert re.search(r"^succeeded .* 75/75 steps .*loss \d\.\d{4} ", steps[-1]), steps
+    outputs = {"fleets run": run, "jobs run": trained}
     headers = {("fleets", "list", USER): "id", ("fleets", "rounds", fleet_id): "round",
                ("fleets", "clients", fleet_id): "client", ("fleets", "compare", fleet_id, other):
                "fleet", ("devices",): "class", ("checkpoints", "list", USER): "id",
