@@ -1,9 +1,10 @@
 """Schemathesis against the service's own OpenAPI schema: no 5xx, responses as documented.
 
 One server (sqlite-local, to keep time down) is seeded with a real model, session, checkpoint,
-dataset and finished job; the path parameters of every operation are sometimes swapped for
-those real ids, so the fuzzer reaches the code behind the 404s too. Those cases are bounded by
-max_examples per operation and seeded per operation, so CI runs the same cases each time.
+dataset, finished job and two finished fleets; path parameters, list filters and compare's ids
+are sometimes swapped for those real ids, so the fuzzer reaches the code behind the 404s too.
+Those cases are bounded by max_examples per operation and seeded per operation, so CI runs the
+same cases each time.
 tests/fuzz/test_schemathesis_run.py runs `schemathesis run --checks all` as a user would.
 """
 
@@ -34,6 +35,7 @@ from schemathesis.specs.openapi.checks import (
 import models
 from app.config import Settings
 from app.main import create_app
+from tests.fuzz.hooks import SMALL
 from tests.helpers import LiveServer, assert_problem, backend_settings, new_session, upload
 
 MAX_EXAMPLES = 25
@@ -55,6 +57,7 @@ class Seeds:
     checkpoint_id: str
     dataset_id: str
     job_id: str
+    fleet_ids: tuple[str, str]
 
 
 def _npz(**arrays: np.ndarray) -> bytes:
@@ -75,7 +78,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def seeds(live: LiveServer) -> Seeds:
-    """A model, a trained session with a checkpoint, a dataset and a finished job."""
+    """A model, a trained session with a checkpoint, a dataset, a finished job and two
+    finished fleets (one round of two clients each)."""
     rng = np.random.default_rng(0)
     x = rng.random((8, 28, 28), dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 8)]
@@ -100,7 +104,16 @@ def seeds(live: LiveServer) -> Seeds:
         while c.get(f"/v1/jobs/{job}").json()["status"] in ("queued", "running"):
             assert time.monotonic() < deadline, "seed job did not finish"
             time.sleep(0.1)
-    return Seeds("alice", model_id, sid, ckpt, ds, job)
+        fleets = [c.post("/v1/users/alice/fleets", json={
+            "model_id": model_id, "dataset_id": ds, "rounds": 1, "clients": 2,
+            "clients_per_round": 2, "batch_size": 4, "seed": n}) for n in range(2)]
+        assert all(r.status_code == 202 for r in fleets), [r.text for r in fleets]
+        fleet_ids = (fleets[0].json()["id"], fleets[1].json()["id"])
+        for fleet in fleet_ids:
+            while c.get(f"/v1/fleets/{fleet}").json()["status"] in ("queued", "running"):
+                assert time.monotonic() < deadline, "seed fleet did not finish"
+                time.sleep(0.1)
+    return Seeds("alice", model_id, sid, ckpt, ds, job, fleet_ids)
 
 
 def _real_values(seeds: Seeds) -> dict[str, list[str]]:
@@ -112,6 +125,7 @@ def _real_values(seeds: Seeds) -> dict[str, list[str]]:
         "checkpoint_id": [seeds.checkpoint_id],
         "dataset_id": [seeds.dataset_id],
         "job_id": [seeds.job_id],
+        "fleet_id": list(seeds.fleet_ids),
         "model_name": ["infer", "train", "save"],
         "signature": ["infer", "train", "logits"],
         "model_version": ["1"],
@@ -142,15 +156,28 @@ def api_schema(live: LiveServer, seeds: Seeds) -> Any:
         return st.fixed_dictionaries(options)
 
     @schema.hook
+    def flatmap_query(ctx: Any, query: dict[str, Any] | None) -> Any:
+        # compare's ids name the seeded fleets half the time; a list's filters their objects.
+        if not query:
+            return st.just(query)
+        pick = {"ids": ",".join(seeds.fleet_ids), "model_id": seeds.model_id,
+                "session_id": seeds.session_id}
+        return st.fixed_dictionaries({
+            k: st.sampled_from([v, pick[k]]) if k in pick and isinstance(v, str)
+            else st.just(v) for k, v in query.items()})
+
+    @schema.hook
     def flatmap_body(ctx: Any, body: Any) -> Any:
         # Ids in JSON bodies (a session's model, a restore's checkpoint, a job's dataset) point
-        # at real objects half the time; jobs get at most 2 epochs so none runs for long.
+        # at real objects half the time; jobs and fleets are kept small so none runs for long.
         if not isinstance(body, dict):
             return st.just(body)
         options = {k: st.sampled_from([v, *real[k]]) if k in BODY_IDS and isinstance(v, str)
                    else st.just(v) for k, v in body.items()}
-        if isinstance(body.get("epochs"), int) and not isinstance(body["epochs"], bool):
-            options["epochs"] = st.just(min(body["epochs"], 2))
+        for key, cap in SMALL.items():  # a fleet's or a job's work kept small, as the CLI's
+            value = body.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > cap:
+                options[key] = st.just(cap)
         return st.fixed_dictionaries(options)
 
     return schema
