@@ -35,7 +35,8 @@ ModelFilter = Annotated[str | None, Query(description="Only this model's",
 SessionFilter = Annotated[str | None, Query(description="Only this session's",
                                             pattern=TEXT_PATTERN)]
 Name = Annotated[str, Form(min_length=1, max_length=200, pattern=TEXT_PATTERN,
-                           description="A name of your choosing, without control characters")]
+                           description="A name of your choosing, without control characters",
+                           examples=["digits"])]
 
 
 class PlainPaths:

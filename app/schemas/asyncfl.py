@@ -23,13 +23,15 @@ def _no_bool(value: Any) -> Any:
 
 Int = Annotated[int, BeforeValidator(_no_bool)]
 Num = Annotated[float, BeforeValidator(_no_bool)]
-_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+def _config(example: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(extra="forbid", allow_inf_nan=False,
+                      json_schema_extra={"examples": [example]})
 
 
 class Polynomial(BaseModel):
     """s(tau) = (1 + tau) ** -exponent."""
 
-    model_config = _CONFIG
+    model_config = _config({"kind": "polynomial", "exponent": 0.5})
     kind: Literal["polynomial"]
     exponent: Num = Field(0.5, ge=0.0, description="FedBuff's default 0.5")
 
@@ -37,14 +39,14 @@ class Polynomial(BaseModel):
 class Constant(BaseModel):
     """s(tau) = 1."""
 
-    model_config = _CONFIG
+    model_config = _config({"kind": "constant"})
     kind: Literal["constant"]
 
 
 class Hinge(BaseModel):
     """s(tau) = 1 if tau <= b else 1 / (a * (tau - b) + 1)."""
 
-    model_config = _CONFIG
+    model_config = _config({"kind": "hinge", "a": 10, "b": 4})
     kind: Literal["hinge"]
     a: Num = Field(10.0, gt=0.0)
     b: Num = Field(4.0, ge=0.0)

@@ -155,4 +155,4 @@ def finish(ctx: Context, job_id: str, status: str, error: str | None = None,
            **values: object) -> None:
     """Record a job's end state (retried until it lands: nothing stays running without a
     driver)."""
-    lifecycle.finish(ctx, JobRow, job_id, status, error, **values)
+    lifecycle.finish(ctx, JobRow, job_id, status, error, values=values)

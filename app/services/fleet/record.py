@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy import select, update
 
 from app.db.tables import FleetClientRow, FleetRow
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
 from app.federated.async_clock import AsyncClock
 from app.federated.clock import FleetClock
 from app.schemas.fleets import FleetSpec
@@ -23,6 +23,7 @@ from app.services.fleet import summary as fleet_report
 from app.services.fleet.build import build
 from app.services.fleet.plan import PLAN_BLOB, FleetPlan, PlanCache, thaw
 from app.services.pages import Page
+from app.store.blobs import BlobNotFound
 
 CLIENTS_BLOB = "clients.npz"
 PLANS = PlanCache(64)
@@ -165,11 +166,18 @@ def _at(final: dict[str, np.ndarray] | None, name: str, c: int) -> float | None:
 
 
 def _clock(ctx: Context, row: FleetRow) -> FleetClock | AsyncClock | None:
-    """The clock after the fleet's last finished round (None before its first)."""
-    if not row.state_key:
-        return None
-    state = commit.load_state(ctx, row)["clock"]
-    return (AsyncClock if state.get("mode") == "async" else FleetClock).from_state(state)
+    """The clock after the fleet's last finished round (None before its first). A running
+    fleet's next commit may replace the state blob the row named: read the row again."""
+    for _ in range(5):
+        if not row.state_key:
+            return None
+        try:
+            state = commit.load_state(ctx, row)["clock"]
+        except BlobNotFound:
+            row = fleet_rows.get_row(ctx, fleet_id=row.id)
+            continue
+        return (AsyncClock if state.get("mode") == "async" else FleetClock).from_state(state)
+    raise Conflict(f"fleet '{row.id}' moves too fast to read its clock; try again")
 
 
 def per_client(ctx: Context, row: FleetRow) -> dict[str, np.ndarray] | None:
