@@ -38,7 +38,7 @@ from app.services.fleet.inputs import load as load_inputs
 from app.services.fleet.loop import Stalled, Timer, UpdateFailed, _commit
 from app.services.fleet.plan import FleetPlan
 from app.services.fleet.rows import fleet_prefix
-from app.services.fleet.updates import PERSONAL, NonFiniteGlobal, personal_mean, update_for
+from app.services.fleet.updates import PERSONAL, check_finite, personal_mean, update_for
 from app.services.models import initial_weights
 from app.services.progress import FleetState
 
@@ -270,12 +270,7 @@ class _Run:
             by_client = {c: res for _, c, res in results}
             merged.update(personal_mean(self.plan, by_client, self.personal, self._own,
                                         current))
-        bad = [v for v, a in merged.items()
-               if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all()]
-        if bad:
-            raise NonFiniteGlobal(f"round {aplan.version}: the global model turned non-finite "
-                                  f"({', '.join(bad[:3])}); lower async.server_lr or mixing, "
-                                  "or check the data")
+        check_finite(merged, aplan.version, "async.server_lr or mixing")
         self.weights[aplan.version] = merged
         return ckptfile.write(merged, scratch)
 

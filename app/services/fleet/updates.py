@@ -82,13 +82,17 @@ def aggregate(plan: FleetPlan, strategy: Strategy, r: int, global_data: bytes,
               for v in current}
     if plan.spec["personal"] and plan.spec["strategy"]["name"] != "local":
         merged.update(personal_mean(plan, results, personal, own, current))
-    bad = [v for v, a in merged.items()
+    check_finite(merged, r, "the strategy's server_lr")
+    return ckptfile.write(merged, scratch), info
+
+
+def check_finite(weights: Mapping[str, np.ndarray], r: int, knob: str) -> None:
+    """NonFiniteGlobal unless every float of a new global model is finite."""
+    bad = [v for v, a in weights.items()
            if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all()]
     if bad:
         raise NonFiniteGlobal(f"round {r}: the global model turned non-finite "
-                              f"({', '.join(bad[:3])}); lower the strategy's server_lr or "
-                              "check the data")
-    return ckptfile.write(merged, scratch), info
+                              f"({', '.join(bad[:3])}); lower {knob} or check the data")
 
 
 def personal_mean(plan: FleetPlan, results: Mapping[int, UpdateResult],
