@@ -82,6 +82,8 @@ def test_run_async_fleet_rounds_carry_staleness(client: httpx.Client, mlp_id: st
     report = client.get(f"/v1/fleets/{fleet['id']}/report").json()
     stale = {name: c["staleness"] for name, c in report["device_classes"].items()}
     assert stale["slow"]["mean"] > stale["fast"]["mean"]
+    page = client.get(f"/v1/fleets/{fleet['id']}/report.html").text
+    assert "staleness mean / max" in page and f"{stale['slow']['mean']:.2f}" in page
 
 
 def test_rerun_async_fleet_is_bit_identical(client: httpx.Client, mlp_id: str,

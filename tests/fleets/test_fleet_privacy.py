@@ -110,6 +110,8 @@ def test_each_rounds_epsilon_is_the_accountants_and_a_budget_stops_the_fleet(
     assert stopped["stopped_reason"] == "privacy budget"
     report = client.get(f"/v1/fleets/{stopped['id']}/report").json()
     assert report["rounds"] == 2 and report["epsilon"] == expected[:2]
+    page = client.get(f"/v1/fleets/{stopped['id']}/report.html").text
+    assert "Privacy" in page and 'id="epsilon"' in page  # no test set: no accuracy to plot
 
 
 @pytest.mark.parametrize(("privacy", "strategy", "field"), [

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from app.services import charts
+from app.services import chart_privacy, charts
 from app.services.context import Context
 from app.services.fleet import record, ui
 from app.services.fleet import rows as fleet_rows
@@ -64,6 +64,12 @@ def _content(ctx: Context, fleet_id: str, devices_from: int) -> str:
              _summary(report), "</div>"]
     if rounds:
         parts.append(_charts(ctx, row, rounds, devices_from))
+    if report.get("epsilon") is not None and rounds:
+        parts.append("<h2>Privacy</h2>" + chart_privacy.privacy(
+            [r.round for r in rounds], report["epsilon"], [
+                r.global_accuracy if r.global_accuracy is not None
+                else (r.client_accuracy or {}).get("mean") for r in rounds],
+            (spec.get("privacy") or {}).get("delta", 1e-5)))
     parts.append(_classes(report.get("device_classes") or {}))
     parts.append(_clients(ctx, row.id, row.num_clients))
     return "\n".join(parts)
@@ -122,12 +128,19 @@ def _summary(report: dict[str, Any]) -> str:
 def _classes(classes: dict[str, dict[str, Any]]) -> str:
     if not classes:
         return ""
+    stale = any("staleness" in c for c in classes.values())  # async fleets
     head = ("device class", "clients", "completed", "straggler", "dropped offline",
-            "dropped battery", "global accuracy", "personal accuracy")
+            "dropped battery", "global accuracy", "personal accuracy",
+            *(("staleness mean / max",) if stale else ()))
     rows = [(escape(name), c["clients"], c["completed"], c["straggler"], c["dropped_offline"],
-             c["dropped_battery"], _pct(c["global_accuracy"]), _pct(c["personal_accuracy"]))
+             c["dropped_battery"], _pct(c["global_accuracy"]), _pct(c["personal_accuracy"]),
+             *((_staleness(c.get("staleness")),) if stale else ()))
             for name, c in classes.items()]
     return "<h2>Who the global model serves, by device class</h2>" + _table(head, rows)
+
+
+def _staleness(s: dict[str, float] | None) -> str:
+    return "&ndash;" if not s else f"{s['mean']:.2f} / {s['max']:g}"
 
 
 def _clients(ctx: Context, fleet_id: str, total: int) -> str:
