@@ -61,7 +61,8 @@ def _remount(point: Path, mode: str) -> None:
 
 def _fill(point: Path) -> Callable[[], None]:
     filler = point / "filler"
-    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=100"],
+    # in 4 KB blocks, so that not even a page is left (a 1 MB block left up to 1 MB free)
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k", "count=30000"],
                    check=False, capture_output=True)
     return lambda: filler.unlink()
 
