@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import httpx
 import numpy as np
 
 import models
-from bench.harness import ROOT, Service
+from bench.harness import Service
 
 EXAMPLES = 64_000  # x: 64,000 x 28 x 28 float32 = 200.7 MB
 DEVICES = 2_000
@@ -30,27 +28,6 @@ def _npz(**arrays: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
-
-
-def _restart(svc: Service) -> None:
-    """Stop the server and start it again on the same database and store."""
-    svc.proc.terminate()
-    svc.proc.wait(60)
-    env = {k: v for k, v in svc.env.items()}
-    svc.proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port",
-         str(svc.port), "--no-access-log", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=svc.log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{svc.url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("the service did not come back")
-        time.sleep(0.2)
 
 
 def _wait(api: httpx.Client, fleet_id: str, rounds: int | None = None) -> dict[str, Any]:
@@ -101,7 +78,7 @@ def bench_fleet_record() -> dict[str, Any]:
                     "clients_per_round": 20, "rounds": 2, "holdout": 0.1, "batch_size": 32}
             fleet = api.post("/v1/users/alice/fleets", json=spec).json()
             _wait(api, fleet["id"])
-            _restart(svc)
+            svc.restart()
             for name in ("clients", "report"):
                 out[f"{name}_ms"] = _timed(api, f"/v1/fleets/{fleet['id']}/{name}")
             few = _npz(x=x[:2_000], y=y[:2_000])

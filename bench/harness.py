@@ -71,13 +71,16 @@ class Service:
                    "FLEETLITE_LOG_LEVEL": "warning", **env}
         subprocess.run([sys.executable, "-m", "app.db.migrate"], cwd=ROOT, env=environ,
                        check=True)
-        self.env = environ  # a restart (bench.fleet_record) starts the same server again
+        self.env = environ
         self.log = (d / "server.log").open("wb")
+        self._start()
+
+    def _start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port",
              str(self.port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
              "--log-level", "warning"],
-            cwd=ROOT, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -86,8 +89,14 @@ class Service:
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"service did not start; see {d / 'server.log'}")
+                raise RuntimeError(f"service did not start; see {self.dir.name}/server.log")
             time.sleep(0.2)
+
+    def restart(self) -> None:
+        """Stop the server (SIGTERM) and start it again on the same database and store."""
+        self.proc.terminate()
+        self.proc.wait(60)
+        self._start()
 
     def rss_mb(self) -> float:
         """Resident memory of the server process."""
