@@ -49,9 +49,8 @@ def run(ctx: Context, state: JobState) -> None:
         state.status = row.status
         return
     state.total_steps = row.total_steps
-    if state.cancel.is_set():
+    if not state.take():  # cancelled while it waited: the canceller wrote its end
         state.status = "cancelled"
-        jobs.finish(ctx, row.id, "cancelled")
         return
     try:
         live = _claim(ctx, row)

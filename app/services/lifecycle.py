@@ -63,10 +63,10 @@ def cancel(ctx: Context, workers: Drivers, row: Row,
     if row.status not in ACTIVE:
         return
     state = workers.state(row.id)
-    if not workers.cancel(row.id) or (state is not None and state.status == "queued"):
+    if not workers.cancel(row.id):  # no driver has it: it ends here, and only here
         end()
         if state is not None:
-            state.touch()  # type: ignore[attr-defined]
+            state.touch()  # its event streams read the end
 
 
 def live(workers: Drivers, key: str, view: Callable[[Any, Any], V]) -> V | None:

@@ -67,9 +67,27 @@ class WorkState(Progress):
     row: Any = None
     cancel: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
+    taken: bool = False  # a driver has taken it from the queue: its end is the driver's
+    _gate: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         Progress.__init__(self)
+
+    def take(self) -> bool:
+        """The driver takes the work from the queue; False when a cancel came first (the
+        canceller then writes the end: one writer, whichever comes first)."""
+        with self._gate:
+            if self.cancel.is_set():
+                return False
+            self.taken = True
+            return True
+
+    def ask_cancel(self) -> bool:
+        """Ask the work to end "cancelled"; True when a driver has taken it (the driver ends
+        it after its step or round), False when it still waits (the caller ends it now)."""
+        with self._gate:
+            self.cancel.set()
+            return self.taken
 
     def interrupted(self) -> bool:
         """Cancel or stop asked: the work ends after the step (or round) under way."""

@@ -20,6 +20,9 @@ class State(Protocol):
     cancel: threading.Event
     stop: threading.Event
 
+    def ask_cancel(self) -> bool:
+        """Set `cancel`; True when a driver has taken the piece (see WorkState.ask_cancel)."""
+
 
 S = TypeVar("S", bound=State)
 
@@ -34,7 +37,7 @@ class Drivers(Protocol):
         """The live state of a piece run here, or None."""
 
     def cancel(self, key: str) -> bool:
-        """Ask a piece to stop; False if not run here."""
+        """Ask a piece to stop; False when the caller must write its end."""
 
 
 class Pieces(Generic[S]):
@@ -63,14 +66,15 @@ class Pieces(Generic[S]):
         return self._states.get(key)
 
     def cancel(self, key: str) -> bool:
-        """Ask a piece to stop (after its step, or its round); False if not run here."""
+        """Ask a piece to stop (after its step, or its round); True when its driver has it
+        and will write its end, False when the caller must (queued, or not run here)."""
         state = self._states.get(key)
         if state is None:
             return False
-        state.cancel.set()
+        driven = state.ask_cancel()
         with self._lock:
             self._lock.notify_all()  # a waiting scheduler looks again
-        return True
+        return driven
 
     def _forget(self, key: str, state: S) -> None:
         if state.status not in ACTIVE:  # the row has the rest

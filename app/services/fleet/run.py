@@ -43,8 +43,8 @@ def drive(ctx: Context, state: FleetState) -> Generator[float | None, None, None
     if row.status not in ACTIVE:
         state.status = row.status
         return
-    if state.cancel.is_set():
-        _end(ctx, state, "cancelled")
+    if not state.take():  # cancelled while it waited: the canceller wrote its end
+        state.status = "cancelled"
         return
     tries = 0
     try:
