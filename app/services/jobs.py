@@ -135,8 +135,7 @@ def get_all(ctx: Context, *, user_id: str, limit: int, cursor: str | None) -> Pa
 
 def cancel(ctx: Context, *, job_id: str) -> JobView:
     """Ask a job to stop after its current step; the session keeps what it learned."""
-    lifecycle.cancel(ctx, ctx.jobs, get_row(ctx, job_id=job_id),
-                     lambda: finish(ctx, job_id, "cancelled"))
+    lifecycle.cancel(ctx, ctx.jobs, JobRow, get_row(ctx, job_id=job_id))
     return get(ctx, job_id=job_id)
 
 

@@ -46,25 +46,31 @@ def land(write: Callable[[], None], what: str, stop: threading.Event | None = No
 
 
 def finish(ctx: Context, table: type, row_id: str, status: str, error: str | None = None, *,
-           stop: threading.Event | None = None, values: dict[str, object] | None = None
-           ) -> bool:
-    """Record an end state (retried until it lands, see `land`)."""
+           stop: threading.Event | None = None, values: dict[str, object] | None = None,
+           if_active: bool = False) -> bool:
+    """Record an end state (retried until it lands, see `land`); with `if_active`, only
+    over an active status (an end already written stays)."""
+    query = update(table).where(table.id == row_id)  # type: ignore[attr-defined]
+    if if_active:
+        query = query.where(table.status.in_(ACTIVE))  # type: ignore[attr-defined]
+
     def write() -> None:
         with ctx.db.begin() as db:
-            db.execute(update(table).where(table.id == row_id).values(  # type: ignore[attr-defined]
-                status=status, error=error, finished_at=utcnow(), **(values or {})))
+            db.execute(query.values(status=status, error=error, finished_at=utcnow(),
+                                    **(values or {})))
     return land(write, f"{table.__name__} {row_id} -> {status}", stop)
 
 
-def cancel(ctx: Context, workers: Drivers, row: Row,
-           end: Callable[[], object]) -> None:
+def cancel(ctx: Context, workers: Drivers, table: type, row: Row) -> None:
     """Ask active work to end "cancelled": a running piece stops after its step or round;
-    one that waits for a worker (or was left by a process that is gone) ends now."""
+    one that waits for a worker (or was left by a process that is gone) ends now. Its end
+    has one writer: its driver once it took the piece, else this call, which writes only
+    over an active status (a piece that ended meanwhile keeps its end)."""
     if row.status not in ACTIVE:
         return
     state = workers.state(row.id)
     if not workers.cancel(row.id):  # no driver has it: it ends here, and only here
-        end()
+        finish(ctx, table, row.id, "cancelled", if_active=True)
         if state is not None:
             state.touch()  # its event streams read the end
 

@@ -9,12 +9,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
-from app.services import sessions
+from app.db.tables import JobRow
+from app.services import lifecycle, sessions
 from app.services.fleet import record
 from tests.api.test_jobs_api import learnable, new_dataset, wait_job
 from tests.fleets.support import digits, follow, start, upload_dataset
@@ -110,3 +112,18 @@ def test_a_fleet_cancelled_while_a_worker_takes_it_ends_once_by_its_driver(
     end = follow(client, fleet["id"])[-1][1]
     assert end["status"] == "cancelled"
     assert client.get(f"/v1/fleets/{fleet['id']}").json() == end
+
+
+def test_a_cancel_that_read_the_row_before_the_work_ended_leaves_the_end_as_it_was(
+        server: LiveServer, client: httpx.Client, mlp_id: str) -> None:
+    # The canceller read the job's row while it ran; the job ended and its driver let go of
+    # it before the cancel reached the workers: there is no driver, and the end stays.
+    ds = new_dataset(client, "vera", learnable(8))
+    sid = new_session(client, "vera", mlp_id)
+    job = client.post(f"/v1/sessions/{sid}/jobs",
+                      json={"dataset_id": ds, "epochs": 1, "batch_size": 2}).json()
+    ended = wait_job(client, job["id"])
+    assert ended["status"] == "succeeded"
+    lifecycle.cancel(server.ctx, server.ctx.jobs, JobRow,
+                     SimpleNamespace(id=job["id"], status="running"))
+    assert client.get(f"/v1/jobs/{job['id']}").json() == ended

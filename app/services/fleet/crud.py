@@ -121,8 +121,7 @@ def get_all(ctx: Context, *, user_id: str | None, limit: int, cursor: str | None
 def cancel(ctx: Context, *, fleet_id: str) -> FleetView:
     """The fleet ends "cancelled" after the round under way, keeping the rounds it finished."""
     row = fleet_rows.get_row(ctx, fleet_id=fleet_id)
-    lifecycle.cancel(ctx, ctx.fleets, row, lambda: lifecycle.finish(
-        ctx, FleetRow, fleet_id, "cancelled"))
+    lifecycle.cancel(ctx, ctx.fleets, FleetRow, row)
     return get(ctx, fleet_id=fleet_id)
 
 
