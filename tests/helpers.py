@@ -7,9 +7,10 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -154,3 +155,13 @@ def assert_problem(r: httpx.Response, status: int, *needles: str) -> dict:  # ty
     assert "Traceback" not in r.text
     return body  # type: ignore[no-any-return]
 
+
+
+def until(check: Callable[[], Any], what: Any, timeout: float = 120) -> Any:
+    """`check()`'s first truthy answer, asked every 20 ms; fails with `what` (called, when it
+    is callable) once `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not (got := check()):
+        assert time.monotonic() < deadline, what() if callable(what) else what
+        time.sleep(0.02)
+    return got

@@ -5,7 +5,6 @@ refused while it runs, one driver per fleet, end states that land, nothing left 
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +17,13 @@ from app.services import fleet as fleet_service
 from app.services import lifecycle, maintenance
 from app.services.fleet import rows as fleet_rows
 from tests.fleets.support import digits, finish, follow, start, upload_dataset
-from tests.helpers import LiveServer, assert_problem
+from tests.helpers import LiveServer, assert_problem, until
 
 
 def _spec(mlp_id: str, train: str, test: str, **over: Any) -> dict[str, Any]:
     return {"model_id": mlp_id, "dataset_id": train, "test_dataset_id": test, "clients": 8,
             "clients_per_round": 4, "rounds": 3, "batch_size": 32, "holdout": 0.2,
             "partition": {"kind": "shards", "classes_per_client": 2}, "seed": 3, **over}
-
-
-def _until(check: Any, what: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
 
 
 def _reads(client: httpx.Client, fleet_id: str) -> dict[str, Any]:
@@ -54,7 +43,7 @@ def test_inputs_of_a_running_fleet_are_kept_and_an_ended_fleet_reads_the_same_wi
     train = upload_dataset(client, "rec", data)
     test = upload_dataset(client, "rec", {"x": data["x"][:100], "y": data["y"][:100]}, "t")
     long = start(client, "rec", **_spec(mlp_id, train, test, rounds=400, local_epochs=5))
-    ckpts = _until(lambda: client.get(f"/v1/fleets/{long['id']}").json()
+    ckpts = until(lambda: client.get(f"/v1/fleets/{long['id']}").json()
                    ["global_checkpoint_ids"], "no round finished")
     for path, name in ((f"/v1/datasets/{train}", train), (f"/v1/datasets/{test}", test),
                        (f"/v1/checkpoints/{ckpts[-1]}", ckpts[-1])):
@@ -130,7 +119,7 @@ def test_a_running_fleets_devices_refuse_train_calls_and_answer_infer(
     train = upload_dataset(client, "busy", digits(200))
     fleet = start(client, "busy", model_id=mlp_id, dataset_id=train, clients=4,
                   clients_per_round=4, rounds=300, local_epochs=5)
-    _until(lambda: client.get(f"/v1/fleets/{fleet['id']}").json()["global_checkpoint_ids"],
+    until(lambda: client.get(f"/v1/fleets/{fleet['id']}").json()["global_checkpoint_ids"],
            "no round finished")
     sid = client.get(f"/v1/fleets/{fleet['id']}/clients").json()["items"][0]["session_id"]
     x = np.zeros((1, 28, 28), np.float32).tolist()

@@ -6,8 +6,7 @@ filesystem: a small tmpfs mounted for the test (the suite runs as root, as CI do
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from app.config import Settings
 from app.db.migrate import upgrade
 from app.services.fleet import run as fleet_run
 from tests.fleets.support import digits, finish, start, upload_dataset
-from tests.helpers import LiveServer, upload
+from tests.helpers import LiveServer, until, upload
 
 
 @pytest.fixture
@@ -47,14 +46,6 @@ def server(tmp_path: Path, mount: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
         live.stop()
 
 
-def _until(check: Callable[[], Any], what: Any, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (got := check()):
-        assert time.monotonic() < deadline, what() if callable(what) else what
-        time.sleep(0.02)
-    return got
-
-
 def _remount(point: Path, mode: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{mode}", str(point)], check=True)
 
@@ -77,7 +68,7 @@ def test_a_store_that_refuses_writes_pauses_the_fleet_until_it_takes_them_again(
                 "rounds": 40, "batch_size": 16, "local_epochs": 10, "seed": 2,
                 "personal": ["dense_2/"]}
         fleet = start(c, "st", **spec)
-        _until(lambda: len(c.get(f"/v1/fleets/{fleet['id']}").json()
+        until(lambda: len(c.get(f"/v1/fleets/{fleet['id']}").json()
                            ["global_checkpoint_ids"]) >= 2, "no round finished")
         fillers = []
         if trouble == "read-only":
@@ -90,7 +81,7 @@ def test_a_store_that_refuses_writes_pauses_the_fleet_until_it_takes_them_again(
             seen[:] = [c.get(f"/v1/fleets/{fleet['id']}").json()]
             return seen[0]["status"] == "paused" and seen[0]
 
-        paused = _until(paused_now, lambda: f"the fleet did not pause: {seen}")
+        paused = until(paused_now, lambda: f"the fleet did not pause: {seen}")
         assert "store" in paused["error"] and str(mount) not in paused["error"], paused
 
         def refusing() -> bool:
@@ -101,12 +92,12 @@ def test_a_store_that_refuses_writes_pauses_the_fleet_until_it_takes_them_again(
                 fillers.append(_fill(mount, f"top-up-{len(fillers)}"))
             return c.get("/readyz").status_code == 503
 
-        _until(refusing, "/readyz did not fail while the store refused writes")
+        until(refusing, "/readyz did not fail while the store refused writes")
         if trouble == "read-only":
             _remount(mount, "rw")
         for filler in fillers:
             filler.unlink()
-        _until(lambda: c.get("/readyz").status_code == 200, "the store did not come back")
+        until(lambda: c.get("/readyz").status_code == 200, "the store did not come back")
         resumed = finish(c, fleet["id"])
         twin = finish(c, start(c, "st", **spec)["id"])
         sha = [[c.get(f"/v1/checkpoints/{k}").json()["sha256"] for k in f["global_checkpoint_ids"]]

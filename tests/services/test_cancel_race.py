@@ -6,7 +6,6 @@ the job ran, so the event stream's end and the job's state disagreed.)"""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -20,16 +19,14 @@ from app.services import lifecycle, sessions
 from app.services.fleet import record
 from tests.api.test_jobs_api import learnable, new_dataset, wait_job
 from tests.fleets.support import digits, follow, start, upload_dataset
-from tests.helpers import LiveServer, new_session
+from tests.helpers import LiveServer, new_session, until
 
 SERVER_SETTINGS = {"event_interval_seconds": 0.0, "job_workers": 1}
 
 
 def _wait_taken(pieces: Any, key: str) -> None:
-    deadline = time.monotonic() + 60
-    while (state := pieces.state(key)) is None or not state.taken:
-        assert time.monotonic() < deadline, f"{key} was never taken by a driver"
-        time.sleep(0.01)
+    until(lambda: (state := pieces.state(key)) is not None and state.taken,
+          f"{key} was never taken by a driver", timeout=60)
 
 
 @contextmanager
